@@ -1,0 +1,1 @@
+CREATE OR REPLACE VIEW statistics_daily AS SELECT * FROM {schema}.daily;
