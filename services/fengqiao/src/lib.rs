@@ -1,0 +1,13 @@
+//! Fengqiao, the service: the gRPC edge, the command path, and the projector, wired together.
+//! `main` and the tests start it the same way: [`app::Application::build`] → `local_addr` →
+//! `run(shutdown)`.
+
+pub mod app;
+pub mod auth;
+pub mod authz;
+pub mod commands;
+pub mod grpc;
+pub mod privacy;
+pub mod settings;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,192 @@
+//! Effective settings: typed defaults, then an optional TOML file, then `FENGQIAO_*` environment
+//! variables, then command-line flags (the last two handled by clap in `main`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `fengqiao serve` needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// gRPC listen address; port 0 picks a free port (tests).
+    pub grpc_addr: SocketAddr,
+    /// NATS server URL; a cluster as a comma-separated list of its servers' URLs.
+    pub nats_url: String,
+    pub database_url: String,
+    /// JetStream stream holding every case.
+    pub stream: String,
+    /// Subject prefix of case subjects.
+    pub subject_prefix: String,
+    /// Stream replicas: 1 on one machine, 3 on a cluster.
+    pub replicas: usize,
+    pub auth: AuthSettings,
+    /// Longest a query waits for its `min_sequence`.
+    pub read_wait_ms: u64,
+    /// Largest gRPC message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Database connections in the pool for queries (each projector has one more of its own).
+    pub db_pool_size: usize,
+    /// Queue changes buffered for each live watcher; a watcher further behind is told to resync.
+    pub watch_buffer: usize,
+    /// Live watches one caller (token subject) may hold open at once.
+    pub max_watches_per_caller: usize,
+    /// TLS for the gRPC listener; plaintext when absent (behind a TLS-terminating proxy, or on
+    /// loopback in development).
+    pub tls: Option<TlsSettings>,
+}
+
+/// The gRPC listener's certificate and key (PEM files), served with rustls.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// Certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// The leaf certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+}
+
+/// Bearer-token verification. A token names its key in the header's `kid`; every key id is
+/// unique across both lists. During a rotation two keys are configured: the new one, which the
+/// identity provider signs with from now on, and the old one until its last token has expired.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HMAC-SHA256 (HS256) shared secrets by key id.
+    pub hmac_keys: Vec<HmacKey>,
+    /// Ed25519 (EdDSA) public keys by key id: the identity provider keeps the private key.
+    pub ed25519_keys: Vec<PublicKey>,
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+}
+
+/// One HMAC key.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HmacKey {
+    pub kid: String,
+    pub secret: String,
+}
+
+/// One public key, as PEM text (`-----BEGIN PUBLIC KEY-----`) or in a PEM file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublicKey {
+    pub kid: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pem: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pem_file: Option<PathBuf>,
+}
+
+impl PublicKey {
+    /// The key's PEM text, read from `pem_file` when `pem` is empty.
+    ///
+    /// # Errors
+    /// Neither or both given, or the file cannot be read.
+    pub fn pem_text(&self) -> anyhow::Result<String> {
+        match (self.pem.trim().is_empty(), &self.pem_file) {
+            (false, None) => Ok(self.pem.clone()),
+            (true, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("key {}: cannot read {}: {e}", self.kid, path.display())),
+            _ => anyhow::bail!("key {}: give exactly one of `pem` and `pem_file`", self.kid),
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kids: Vec<&str> = self.hmac_keys.iter().map(|k| k.kid.as_str()).collect();
+        f.debug_struct("AuthSettings")
+            .field("hmac_keys", &format!("{kids:?} (secrets redacted)"))
+            .field("ed25519_keys", &self.ed25519_keys)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway_secs", &self.leeway_secs)
+            .finish()
+    }
+}
+
+/// Development key: `fengqiao serve` and `fengqiao token` agree on it out of the box. Production
+/// sets `FENGQIAO_JWT_SECRET` (or a key list in the TOML file).
+pub const DEV_SECRET: &str = "fengqiao-local-development-secret-change-me";
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            hmac_keys: vec![HmacKey { kid: "dev".to_owned(), secret: DEV_SECRET.to_owned() }],
+            ed25519_keys: Vec::new(),
+            issuer: "fengqiao".to_owned(),
+            audience: "fengqiao-api".to_owned(),
+            leeway_secs: 5,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            nats_url: "nats://127.0.0.1:14222".to_owned(),
+            database_url: "postgres://postgres@127.0.0.1:5432/fengqiao".to_owned(),
+            stream: "FENGQIAO_CASES".to_owned(),
+            subject_prefix: "fengqiao".to_owned(),
+            replicas: 1,
+            auth: AuthSettings::default(),
+            read_wait_ms: 5000,
+            max_message_bytes: 1024 * 1024,
+            db_pool_size: 16,
+            watch_buffer: 1024,
+            max_watches_per_caller: 4,
+            tls: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults overlaid with a TOML file, when one is given.
+    ///
+    /// # Errors
+    /// The file cannot be read or holds unknown or mistyped keys.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = file else { return Ok(Self::default()) };
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    /// How long a query waits for its minimum sequence.
+    pub fn read_wait(&self) -> Duration {
+        Duration::from_millis(self.read_wait_ms)
+    }
+
+    /// The settings as TOML with secrets redacted, for `--print-config`.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        for key in &mut shown.auth.hmac_keys {
+            key.secret = "<redacted>".to_owned();
+        }
+        shown.database_url = redact_url(&shown.database_url);
+        shown.nats_url = shown.nats_url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render settings: {e}"))
+    }
+}
+
+/// Hides a password in `scheme://user:password@host`.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:<redacted>{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
