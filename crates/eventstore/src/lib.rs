@@ -253,6 +253,16 @@ impl EventStore {
         let mut stream = self.stream.clone();
         Ok(stream.info().await.map_err(unavailable)?.state.last_sequence)
     }
+
+    /// When the stream stored the message at `sequence`, in seconds since the epoch: how old the
+    /// oldest commit a read model has not applied yet is.
+    ///
+    /// # Errors
+    /// `Unavailable`, also when there is no message at `sequence`.
+    pub async fn stored_at(&self, sequence: u64) -> Result<i64> {
+        let message = self.stream.direct_get(sequence).await.map_err(unavailable)?;
+        Ok(message.time.unix_timestamp())
+    }
 }
 
 fn publish_error(e: async_nats::jetstream::context::PublishError, expected: u64) -> Error {

@@ -4,14 +4,18 @@
 //! - [`cases`]: the case summary and timeline read model;
 //! - [`projector`]: applies commits in stream order, batch by batch, with the checkpoint in the
 //!   same transaction as the rows (effectively once), and stops loudly on an event it cannot apply;
-//! - [`query`]: what the gRPC queries read, with read-your-writes waits.
+//! - [`query`]: what the gRPC queries read, with read-your-writes waits;
+//! - [`rebuild`]: a fresh generation of a read model built beside the live one, then swapped in;
+//! - [`status`]: where each read model stands against the stream (lag, failure).
 
 pub mod cases;
 pub mod migrate;
 pub mod projector;
 pub mod query;
+pub mod rebuild;
 pub mod referrals;
 pub mod statistics;
+pub mod status;
 mod summary;
 pub mod work_queues;
 
@@ -22,7 +26,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// ### Handling
 /// `Database` and `Stream` are retryable after a pause (the projector resumes from its
 /// checkpoint); `Unapplicable` stops the read model until an operator fixes the cause;
-/// `NotCaughtUp` tells a reader to retry later or drop its minimum sequence.
+/// `NotCaughtUp` tells a reader to retry later or drop its minimum sequence; `Rebuild` leaves
+/// the live read model as it was, and the rebuild can be run again.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("database: {0}")]
@@ -42,6 +47,10 @@ pub enum Error {
     /// The read model's configuration is unusable (e.g. the SLA policy or its calendars).
     #[error("read model configuration: {0}")]
     Config(String),
+    /// A rebuild that cannot go on (another one runs, the swap could not get its locks); the live
+    /// generation is unchanged.
+    #[error("rebuild of read model {0}")]
+    Rebuild(String),
     /// A read model that was never set up (run `fengqiao migrate`).
     #[error("read model {0} is not set up; run `fengqiao migrate`")]
     Missing(String),

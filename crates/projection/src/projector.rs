@@ -295,7 +295,10 @@ pub(crate) async fn apply_batch<M: ReadModel>(
         Err(Error::Database(e))
             if e.code().is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23")) =>
         {
-            Err(Error::Unapplicable { projection: model.name().to_owned(), sequence: newest, problem: e.to_string() })
+            // The server's message names the table and the constraint; the error's own text
+            // says only "db error".
+            let problem = e.as_db_error().map_or_else(|| e.to_string(), ToString::to_string);
+            Err(Error::Unapplicable { projection: model.name().to_owned(), sequence: newest, problem })
         }
         other => other,
     }
