@@ -366,7 +366,6 @@ pub async fn project_until(
     within: std::time::Duration,
 ) -> anyhow::Result<()> {
     use fengqiao_projection::projector::{self, ProjectorConfig};
-    use fengqiao_projection::{cases, referrals, statistics, work_queues};
     let store = fengqiao::app::open_store(settings).await?;
     // A connection per projector, held for its whole session.
     let pool = fengqiao::app::pool(&settings.database_url, fengqiao::app::READ_MODELS.len() + 1)?;
@@ -382,19 +381,12 @@ pub async fn project_until(
             let _ = stop.wait_for(|s| *s).await;
         };
         let (store, pool, config) = (store.clone(), pool.clone(), config.clone());
-        match name {
-            cases::NAME => tasks.spawn(projector::run(cases::Cases, store, pool, config, tx, stop)),
-            work_queues::NAME => {
-                tasks.spawn(projector::run(work_queues::WorkQueues::new(sla.clone()), store, pool, config, tx, stop))
-            }
-            referrals::NAME => {
-                tasks.spawn(projector::run(referrals::Referrals::new(sla.clone()), store, pool, config, tx, stop))
-            }
-            statistics::NAME => {
-                tasks.spawn(projector::run(statistics::Statistics::new(sla.clone()), store, pool, config, tx, stop))
-            }
-            other => anyhow::bail!("read model {other} is not replayed: add it to fengqiao_tests::project_until"),
-        };
+        let spawned = fengqiao::with_read_model!(name, sla, |model| {
+            tasks.spawn(projector::run(model, store, pool, config, tx, stop))
+        });
+        if spawned.is_none() {
+            anyhow::bail!("read model {name} is not known to fengqiao::with_read_model");
+        }
         applied.push((name, rx));
     }
     let reached = tokio::time::timeout(within, async {

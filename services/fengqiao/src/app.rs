@@ -25,6 +25,36 @@ use crate::state::Shared;
 /// Names of the read models this service projects (see `run` for their projectors).
 pub const READ_MODELS: [&str; 4] = [cases::NAME, work_queues::NAME, referrals::NAME, statistics::NAME];
 
+/// Evaluates `$body` with `$model` bound to the read model named `$name` (an `&str`), built with
+/// the SLA policy `$sla` (an `Arc<Sla>`): `Some(body)`, or `None` for a name it does not know.
+/// Operations (`fengqiao projections rebuild`) and tests reach every read model by name through
+/// it, whatever its type; each name in [`READ_MODELS`] has an arm here.
+#[macro_export]
+macro_rules! with_read_model {
+    ($name:expr, $sla:expr, |$model:ident| $body:expr) => {{
+        use ::fengqiao_projection::{cases, referrals, statistics, work_queues};
+        match $name {
+            cases::NAME => {
+                let $model = cases::Cases;
+                Some($body)
+            }
+            work_queues::NAME => {
+                let $model = work_queues::WorkQueues::new($sla.clone());
+                Some($body)
+            }
+            referrals::NAME => {
+                let $model = referrals::Referrals::new($sla.clone());
+                Some($body)
+            }
+            statistics::NAME => {
+                let $model = statistics::Statistics::new($sla.clone());
+                Some($body)
+            }
+            _ => None,
+        }
+    }};
+}
+
 /// A built, not yet running, Fengqiao.
 pub struct Application {
     listener: TcpListener,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod authz;
 pub mod commands;
 pub mod grpc;
+pub mod ops;
 pub mod privacy;
 pub mod settings;
 pub mod state;

@@ -1,4 +1,5 @@
-//! `fengqiao`: serve, migrate, mint a development token, or drive a running server with a demo.
+//! `fengqiao`: serve, migrate, operate the read models, mint a development token, or drive a
+//! running server with a demo.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -94,6 +95,9 @@ enum Cmd {
     /// Print the authorisation matrix and the personal-data rule as Markdown
     /// (`docs/authorization.md`).
     AuthzMatrix,
+    /// Inspect the read models, or rebuild one while the service keeps serving it.
+    #[command(subcommand)]
+    Projections(fengqiao::ops::Command),
     /// Register a handful of realistic cases on a running server and print the resulting queue.
     Demo {
         /// Server address; defaults to the configured gRPC address.
@@ -191,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", fengqiao::authz::render_markdown());
             Ok(())
         }
+        Cmd::Projections(command) => fengqiao::ops::run(&settings, command).await,
         Cmd::Demo { addr } => {
             let addr = addr.unwrap_or_else(|| format!("http://{}", settings.grpc_addr));
             demo::run(&settings, &addr).await

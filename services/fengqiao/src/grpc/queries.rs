@@ -24,7 +24,7 @@ pub(crate) fn query_status(e: Error) -> Status {
             tracing::warn!(error = %e, "read model unavailable");
             Status::unavailable("the read models are unavailable; retry shortly")
         }
-        Error::Unapplicable { .. } | Error::Missing(_) | Error::Config(_) => {
+        Error::Unapplicable { .. } | Error::Missing(_) | Error::Config(_) | Error::Rebuild(_) => {
             tracing::error!(error = %e, "read model fault");
             Status::internal("internal error")
         }
