@@ -3,6 +3,7 @@
 
 mod desk;
 mod linkage;
+mod rebuild;
 mod statistics;
 mod timeline;
 mod watch;

@@ -1,0 +1,269 @@
+//! Rebuilding read models under a running service: `fengqiao projections rebuild` builds each one
+//! beside the live generation while commands keep arriving and queries keep being served, swaps it
+//! in, and leaves exactly the rows a replay from sequence 0 gives; a read model stopped on a
+//! commit it cannot apply shows in `fengqiao projections status` and a rebuild with a good
+//! generation clears it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use fengqiao::app::READ_MODELS;
+use fengqiao::ops;
+use fengqiao_projection::rebuild::RebuildConfig;
+use fengqiao_tests::*;
+use tonic::transport::Channel;
+
+use crate::desk::Desk;
+use events::ClosureOutcome::{Resolved, Unresolved};
+use events::PartnerKind::Court;
+use events::Tier::Community;
+
+/// One case's worth of work: registered, dispatched, signed for, assigned, then one of four ends.
+async fn work_one(desk: &mut Desk, i: usize) {
+    let category = if i % 3 == 0 { "物业纠纷" } else { "邻里纠纷" };
+    let case = desk.order(&format!("RB-{i}"), COMMUNITY, category).await;
+    desk.dispatch(&case, COMMITTEE, COMMUNITY, Community).await;
+    desk.accept(&case).await;
+    desk.assign(&case, &["m-wang"]).await;
+    match i % 4 {
+        0 => {
+            desk.close(&case, Resolved).await;
+            desk.follow_up(&case, events::Satisfaction::Satisfied).await;
+        }
+        1 => {
+            desk.refer(&case, Court, "jiangjin-court").await;
+        }
+        2 => {
+            desk.fail(&case).await;
+            desk.close(&case, Unresolved).await;
+        }
+        _ => {}
+    }
+}
+
+/// Queries every read model once; the failures, as text.
+async fn query_all(channel: &Channel, token: &str) -> Vec<String> {
+    let mut failures = Vec::new();
+    let mut note = |what: &str, r: Result<(), tonic::Status>| {
+        if let Err(s) = r {
+            failures.push(format!("{what}: {s:?}"));
+        }
+    };
+    let r = rpc::query_service_client::QueryServiceClient::new(channel.clone())
+        .list_queue(req(token, rpc::ListQueueRequest { unit_code: COMMUNITY.to_owned(), ..Default::default() }))
+        .await;
+    note("cases", r.map(drop));
+    let r = rpc::work_queue_service_client::WorkQueueServiceClient::new(channel.clone())
+        .list_committee_queue(req(
+            token,
+            rpc::ListCommitteeQueueRequest { committee_id: COMMITTEE.to_owned(), ..Default::default() },
+        ))
+        .await;
+    note("work_queues", r.map(drop));
+    let r = rpc::linkage_queue_service_client::LinkageQueueServiceClient::new(channel.clone())
+        .list_referrals(req(
+            token,
+            rpc::ListReferralsRequest {
+                partner_kind: Court as i32,
+                queue: rpc::LinkageQueue::Pending as i32,
+                ..Default::default()
+            },
+        ))
+        .await;
+    note("referrals", r.map(drop));
+    let r = rpc::statistics_service_client::StatisticsServiceClient::new(channel.clone())
+        .get_statistics(req(
+            token,
+            rpc::GetStatisticsRequest {
+                unit_code: STREET.to_owned(),
+                from_date: "2026-01-01".to_owned(),
+                to_date: "2026-12-31".to_owned(),
+                by_child_unit: true,
+                ..Default::default()
+            },
+        ))
+        .await;
+    note("statistics", r.map(drop));
+    failures
+}
+
+/// The community's queue as the dispatcher sees it once the desk's last command is applied.
+async fn community_queue(desk: &Desk) -> Result<rpc::ListQueueResponse, tonic::Status> {
+    let r =
+        rpc::ListQueueRequest { unit_code: COMMUNITY.to_owned(), min_sequence: Some(desk.last), ..Default::default() };
+    let mut client = rpc::query_service_client::QueryServiceClient::new(desk.app.channel().await);
+    client.list_queue(req(&desk.dispatcher, r)).await.map(tonic::Response::into_inner)
+}
+
+/// Waits until every read model of `db` has applied `sequence` (at most `within`).
+async fn caught_up(db: &tokio_postgres::Client, sequence: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let at = checkpoints(db).await.unwrap();
+        if at.len() == READ_MODELS.len() && at.values().all(|s| *s >= sequence) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "read models did not reach {sequence}: {at:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The rows of the same stream projected from sequence 0 into a fresh database.
+async fn replayed(
+    settings: &fengqiao::settings::Settings,
+    upto: u64,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut replay = settings.clone();
+    replay.database_url = fresh_settings().database_url;
+    create_database(&replay).await.unwrap();
+    project_until(&replay, 1000, upto, Duration::from_secs(60)).await.unwrap();
+    let rows = read_model_rows(&connect(&replay.database_url).await.unwrap()).await.unwrap();
+    cleanup(&replay).await;
+    rows
+}
+
+#[tokio::test]
+async fn rebuild_under_commands_and_queries_equals_a_replay_and_no_query_fails() {
+    let mut desk = Desk::open().await;
+    // Dated so that every case falls in the statistics' period.
+    desk.app.clock.set("2026-11-23T10:00:00+08:00".parse().unwrap());
+    for i in 0..24 {
+        work_one(&mut desk, i).await;
+    }
+    let before = desk.last;
+
+    // Queries against every read model, all along.
+    let channel = desk.app.channel().await;
+    let token = desk.app.token("supervisor", DISTRICT);
+    let querying = Arc::new(AtomicBool::new(true));
+    let queries = tokio::spawn({
+        let querying = querying.clone();
+        async move {
+            let (mut rounds, mut failures) = (0u32, Vec::new());
+            while querying.load(Ordering::Relaxed) {
+                failures.extend(query_all(&channel, &token).await);
+                rounds += 1;
+            }
+            (rounds, failures)
+        }
+    });
+    // Every read model rebuilt in turn, in small batches so that each takes many transactions.
+    let rebuilds = tokio::spawn({
+        let settings = desk.app.settings.clone();
+        async move {
+            let config = RebuildConfig { max_batch: 7, ..RebuildConfig::default() };
+            let mut done = Vec::new();
+            for name in READ_MODELS {
+                done.push(ops::rebuild(&settings, name, &config).await.expect("rebuild"));
+            }
+            done
+        }
+    });
+    // Commands keep arriving until the last swap.
+    let mut i = 24;
+    while !rebuilds.is_finished() {
+        work_one(&mut desk, i).await;
+        i += 1;
+    }
+    let rebuilt = rebuilds.await.unwrap();
+    let during = i - 24;
+    for _ in 0..3 {
+        work_one(&mut desk, i).await;
+        i += 1;
+    }
+    querying.store(false, Ordering::Relaxed);
+    let (rounds, failures) = queries.await.unwrap();
+    assert!(failures.is_empty(), "queries failed during the rebuilds: {failures:#?}");
+    assert!(rounds >= 4, "only {rounds} rounds of queries ran");
+    assert!(during >= 1, "no command arrived during the rebuilds");
+
+    // Each read model is now on generation 2, the old generation is gone, and the new one had
+    // caught up with commands that arrived while it was built.
+    let db = desk.app.db().await;
+    for (name, r) in READ_MODELS.iter().zip(&rebuilt) {
+        assert_eq!(
+            (r.projection.as_str(), r.old_schema.clone(), r.new_schema.clone()),
+            (*name, format!("rm_{name}_1"), format!("rm_{name}_2"))
+        );
+        assert!(r.sequence >= before, "{name} swapped at {} before the history {before}", r.sequence);
+        assert_eq!(r.cleared_failure, None);
+        let old = db
+            .query_opt("SELECT 1 FROM information_schema.schemata WHERE schema_name = $1", &[&r.old_schema])
+            .await
+            .unwrap();
+        assert!(old.is_none(), "{} was not dropped", r.old_schema);
+    }
+    let last_swap = rebuilt.iter().map(|r| r.sequence).max().unwrap();
+    assert!(desk.last > last_swap, "no command after the last swap");
+
+    // The rebuilt and then incrementally continued tables equal a replay from sequence 0.
+    caught_up(&db, desk.last, Duration::from_secs(30)).await;
+    let live = read_model_rows(&db).await.unwrap();
+    assert!(live["cases.case_events"].len() as u64 >= desk.last, "{} events", live["cases.case_events"].len());
+    assert_eq!(live, replayed(&desk.app.settings, desk.last).await);
+    let statuses = ops::statuses(&desk.app.settings).await.unwrap();
+    assert!(statuses.iter().all(|s| s.generation == 2 && s.lag_events == 0 && s.failure.is_none()), "{statuses:?}");
+    desk.app.finish().await;
+}
+
+#[tokio::test]
+async fn a_stopped_read_model_shows_in_status_and_a_rebuild_clears_it() {
+    let mut desk = Desk::open().await;
+    desk.order("STOP-1", COMMUNITY, "邻里纠纷").await;
+    let db = desk.app.db().await;
+    caught_up(&db, desk.last, Duration::from_secs(30)).await;
+    // A faulty generation: its table refuses what the next commit writes (as a bad schema change
+    // would). The read model's own definition, which a rebuild uses, has no such constraint.
+    db.batch_execute("ALTER TABLE rm_cases_1.cases ADD CONSTRAINT faulty CHECK (category <> '物业纠纷')")
+        .await
+        .unwrap();
+    let stops = fengqiao_projection::projector::stops();
+    desk.order("STOP-2", COMMUNITY, "物业纠纷").await;
+    let failed_at = desk.last;
+    desk.order("STOP-3", COMMUNITY, "邻里纠纷").await;
+
+    // The cases model stops at that commit, loudly; the others go on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let statuses = loop {
+        let statuses = ops::statuses(&desk.app.settings).await.unwrap();
+        let others_done = statuses.iter().filter(|s| s.projection != "cases").all(|s| s.sequence == desk.last);
+        if statuses[0].failure.is_some() && others_done {
+            break statuses;
+        }
+        assert!(Instant::now() < deadline, "the cases read model did not stop: {statuses:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let cases = &statuses[0];
+    assert_eq!(cases.projection, "cases");
+    let (at, problem) = cases.failure.clone().unwrap();
+    assert_eq!(at, failed_at);
+    assert!(problem.contains("faulty"), "{problem}");
+    assert_eq!((cases.sequence, cases.lag_events), (failed_at - 1, 2));
+    assert!(cases.lag_seconds.is_some_and(|s| s >= 0.0), "{cases:?}");
+    assert!(fengqiao_projection::projector::stops() > stops);
+    let table = ops::render(&statuses);
+    assert!(table.contains(&format!("STOPPED at sequence {failed_at}")), "{table}");
+    // Queries that need the stopped part of the stream say so rather than answer stale data.
+    let status = community_queue(&desk).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
+
+    // A rebuild builds a good generation past the failure, swaps it in and clears the failure;
+    // the projector resumes.
+    let r = ops::rebuild(&desk.app.settings, "cases", &RebuildConfig::default()).await.unwrap();
+    assert_eq!((r.new_schema.as_str(), r.cleared_failure), ("rm_cases_2", Some(failed_at)));
+    desk.order("STOP-4", COMMUNITY, "物业纠纷").await;
+    caught_up(&db, desk.last, Duration::from_secs(30)).await;
+    let statuses = ops::statuses(&desk.app.settings).await.unwrap();
+    assert!(statuses.iter().all(|s| s.failure.is_none() && s.lag_events == 0), "{statuses:?}");
+    let queue = community_queue(&desk).await.unwrap();
+    let mut refs: Vec<&str> = queue.cases.iter().map(|c| c.external_ref.as_str()).collect();
+    refs.sort_unstable();
+    assert_eq!(refs, ["STOP-1", "STOP-2", "STOP-3", "STOP-4"]);
+    assert_eq!(read_model_rows(&db).await.unwrap(), replayed(&desk.app.settings, desk.last).await);
+
+    // An unknown read model is refused with the list of the known ones; nothing changes.
+    let e = ops::rebuild(&desk.app.settings, "nonesuch", &RebuildConfig::default()).await.unwrap_err().to_string();
+    assert_eq!(e, format!("unknown read model \"nonesuch\"; the read models are: {}", READ_MODELS.join(", ")));
+    desk.app.finish().await;
+}
