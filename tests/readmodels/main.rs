@@ -3,6 +3,7 @@
 
 mod desk;
 mod linkage;
+mod plans;
 mod rebuild;
 mod statistics;
 mod timeline;
