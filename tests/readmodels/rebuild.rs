@@ -96,6 +96,25 @@ async fn community_queue(desk: &Desk) -> Result<rpc::ListQueueResponse, tonic::S
     client.list_queue(req(&desk.dispatcher, r)).await.map(tonic::Response::into_inner)
 }
 
+/// Scrapes the metrics endpoint at `addr` until its text contains every one of `lines` (at most
+/// `within`); the last text seen.
+async fn scrape_until(addr: std::net::SocketAddr, lines: &[&str], within: Duration) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let deadline = Instant::now() + within;
+    loop {
+        let mut text = String::new();
+        if let Ok(mut socket) = tokio::net::TcpStream::connect(addr).await {
+            let _ = socket.write_all(b"GET /metrics HTTP/1.1\r\nHost: fengqiao\r\nConnection: close\r\n\r\n").await;
+            let _ = socket.read_to_string(&mut text).await;
+        }
+        if lines.iter().all(|l| text.lines().any(|t| t == *l)) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "metrics never showed {lines:?}: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until every read model of `db` has applied `sequence` (at most `within`).
 async fn caught_up(db: &tokio_postgres::Client, sequence: u64, within: Duration) {
     let deadline = Instant::now() + within;
@@ -209,6 +228,9 @@ async fn rebuild_under_commands_and_queries_equals_a_replay_and_no_query_fails()
 
 #[tokio::test]
 async fn a_stopped_read_model_shows_in_status_and_a_rebuild_clears_it() {
+    // The Prometheus endpoint, as `fengqiao serve` installs it, on a free loopback port.
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    fengqiao::telemetry::serve_metrics(metrics).unwrap();
     let mut desk = Desk::open().await;
     desk.order("STOP-1", COMMUNITY, "邻里纠纷").await;
     let db = desk.app.db().await;
@@ -244,6 +266,14 @@ async fn a_stopped_read_model_shows_in_status_and_a_rebuild_clears_it() {
     assert!(fengqiao_projection::projector::stops() > stops);
     let table = ops::render(&statuses);
     assert!(table.contains(&format!("STOPPED at sequence {failed_at}")), "{table}");
+    let within = Duration::from_secs(30);
+    let stopped = [
+        r#"fengqiao_projection_stopped{projection="cases"} 1"#,
+        r#"fengqiao_projection_generation{projection="cases"} 1"#,
+    ];
+    let text = scrape_until(metrics, &stopped, within).await;
+    assert!(text.contains(r#"fengqiao_projection_stops_total{projection="cases"}"#), "{text}");
+    assert!(text.contains(r#"fengqiao_projection_lag_events{projection="cases"}"#), "{text}");
     // Queries that need the stopped part of the stream say so rather than answer stale data.
     let status = community_queue(&desk).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded, "{status:?}");
@@ -256,6 +286,11 @@ async fn a_stopped_read_model_shows_in_status_and_a_rebuild_clears_it() {
     caught_up(&db, desk.last, Duration::from_secs(30)).await;
     let statuses = ops::statuses(&desk.app.settings).await.unwrap();
     assert!(statuses.iter().all(|s| s.failure.is_none() && s.lag_events == 0), "{statuses:?}");
+    let running = [
+        r#"fengqiao_projection_stopped{projection="cases"} 0"#,
+        r#"fengqiao_projection_generation{projection="cases"} 2"#,
+    ];
+    scrape_until(metrics, &running, within).await;
     let queue = community_queue(&desk).await.unwrap();
     let mut refs: Vec<&str> = queue.cases.iter().map(|c| c.external_ref.as_str()).collect();
     refs.sort_unstable();

@@ -429,6 +429,7 @@ async fn run_once<M: ReadModel>(
 /// Records that the read model stopped at `sequence` and returns the error to raise.
 async fn stop(client: &impl tokio_postgres::GenericClient, name: &str, sequence: u64, problem: String) -> Error {
     STOPS.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("fengqiao_projection_stops_total", "projection" => name.to_owned()).increment(1);
     tracing::error!(projection = name, sequence, problem = %problem, "read model stopped: a commit cannot be applied");
     let seq = i64::try_from(sequence).unwrap_or(i64::MAX);
     if let Err(e) = client

@@ -201,6 +201,10 @@ impl Application {
         let figures = statistics::Statistics::new(shared.sla.clone());
         projectors_start(&mut projectors, &mut applied, &self.store, &shared, figures, stopped(stop_rx.clone()));
 
+        // Read-model gauges (generation, applied sequence, lag, stopped) for the metrics endpoint.
+        let gauges = crate::ops::report(shared.pool.clone(), self.store.clone(), stopped(stop_rx.clone()));
+        let gauges = tokio::spawn(gauges);
+
         let api = Api { shared: shared.clone() };
         let max = shared.settings.max_message_bytes;
         let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -271,6 +275,7 @@ impl Application {
             let _ = server.await;
         }
         while projectors.join_next().await.is_some() {}
+        let _ = gauges.await;
         outcome
     }
 }

@@ -34,6 +34,9 @@ struct Overrides {
     config: Option<PathBuf>,
     #[arg(long, global = true, env = "FENGQIAO_GRPC_ADDR")]
     grpc_addr: Option<SocketAddr>,
+    /// Prometheus scrape endpoint of `fengqiao serve` (e.g. 127.0.0.1:19464); none when unset.
+    #[arg(long, global = true, env = "FENGQIAO_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
     #[arg(long, global = true, env = "FENGQIAO_NATS_URL")]
     nats_url: Option<String>,
     #[arg(long, global = true, env = "FENGQIAO_DATABASE_URL")]
@@ -112,6 +115,9 @@ impl Overrides {
         if let Some(v) = self.grpc_addr {
             s.grpc_addr = v;
         }
+        if let Some(v) = self.metrics_addr {
+            s.metrics_addr = Some(v);
+        }
         if let Some(v) = self.nats_url {
             s.nats_url = v;
         }
@@ -160,6 +166,9 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Cmd::Serve => {
             fengqiao::telemetry::init();
+            if let Some(addr) = settings.metrics_addr {
+                fengqiao::telemetry::serve_metrics(addr)?;
+            }
             let clock: Arc<dyn fengqiao_domain::Clock> = Arc::new(fengqiao_domain::clock::SystemClock);
             let app = Application::build(settings, clock).await?;
             tracing::info!(addr = %app.local_addr()?, "fengqiao serving gRPC");

@@ -141,3 +141,48 @@ pub fn render(statuses: &[Status]) -> String {
     }
     out
 }
+
+/// How often the service refreshes the read-model gauges.
+pub const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Sets the read-model gauges from `statuses` (names in docs/read-models.md, "Metrics").
+pub fn record(statuses: &[Status]) {
+    if let Some(first) = statuses.first() {
+        metrics::gauge!("fengqiao_stream_last_sequence").set(first.stream_last as f64);
+    }
+    for s in statuses {
+        let name = s.projection.clone();
+        metrics::gauge!("fengqiao_projection_applied_sequence", "projection" => name.clone()).set(s.sequence as f64);
+        metrics::gauge!("fengqiao_projection_lag_events", "projection" => name.clone()).set(s.lag_events as f64);
+        if let Some(seconds) = s.lag_seconds {
+            metrics::gauge!("fengqiao_projection_lag_seconds", "projection" => name.clone()).set(seconds);
+        }
+        metrics::gauge!("fengqiao_projection_generation", "projection" => name.clone()).set(f64::from(s.generation));
+        let stopped = if s.failure.is_some() { 1.0 } else { 0.0 };
+        metrics::gauge!("fengqiao_projection_stopped", "projection" => name).set(stopped);
+    }
+}
+
+/// Refreshes the read-model gauges every [`REPORT_EVERY`] until `stop` resolves. A failed round
+/// is logged and the next one tried; it never stops the service.
+pub async fn report(
+    pool: deadpool_postgres::Pool,
+    store: fengqiao_eventstore::EventStore,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let round = async {
+            let client = pool.get().await?;
+            collect(&**client, &store).await
+        };
+        match round.await {
+            Ok(statuses) => record(&statuses),
+            Err(e) => tracing::warn!(error = %e, "cannot read the read models' status for metrics"),
+        }
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(REPORT_EVERY) => {}
+        }
+    }
+}

@@ -36,6 +36,9 @@ pub struct Settings {
     /// TLS for the gRPC listener; plaintext when absent (behind a TLS-terminating proxy, or on
     /// loopback in development).
     pub tls: Option<TlsSettings>,
+    /// Where `fengqiao serve` answers Prometheus scrapes (any path, plain HTTP); keep it on
+    /// loopback or a private network. No metrics endpoint when absent.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The gRPC listener's certificate and key (PEM files), served with rustls.
@@ -145,6 +148,7 @@ impl Default for Settings {
             watch_buffer: 1024,
             max_watches_per_caller: 4,
             tls: None,
+            metrics_addr: None,
         }
     }
 }

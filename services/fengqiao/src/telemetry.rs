@@ -1,6 +1,10 @@
 //! Logging: `tracing` everywhere; JSON lines when stderr is not a terminal, readable text when it
 //! is. The filter comes from `RUST_LOG` (default `info`).
 //!
+//! Metrics: code anywhere records through the `metrics` facade (`metrics::gauge!`, `counter!`,
+//! `histogram!`); [`serve_metrics`] installs the process-wide Prometheus recorder and its scrape
+//! endpoint. Without it the facade records nothing. Names: docs/read-models.md, "Metrics".
+//!
 //! Personal data never reaches the logs. Fengqiao's own log lines carry ids, codes and reasons,
 //! never parties; `Debug` of names, phone and ID numbers is masked. Some dependencies log request
 //! data at debug level (tokio-postgres prints every statement's parameters, which include the
@@ -50,4 +54,18 @@ where
 pub fn init() {
     let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
     let _ = subscriber(&spec, !std::io::stderr().is_terminal(), std::io::stderr).try_init();
+}
+
+/// Installs the Prometheus recorder for everything recorded through the `metrics` facade and
+/// answers scrapes on `addr` (HTTP, any path). Call once, inside the Tokio runtime.
+///
+/// # Errors
+/// The address cannot be bound, or a recorder is installed already.
+pub fn serve_metrics(addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .install()
+        .map_err(|e| anyhow::anyhow!("serving metrics on {addr} (FENGQIAO_METRICS_ADDR): {e}"))?;
+    tracing::info!(%addr, "serving Prometheus metrics");
+    Ok(())
 }
