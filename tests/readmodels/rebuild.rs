@@ -302,3 +302,43 @@ async fn a_stopped_read_model_shows_in_status_and_a_rebuild_clears_it() {
     assert_eq!(e, format!("unknown read model \"nonesuch\"; the read models are: {}", READ_MODELS.join(", ")));
     desk.app.finish().await;
 }
+
+#[tokio::test]
+async fn a_watch_across_the_rebuild_of_a_stopped_queue_model_is_told_to_resync() {
+    use rpc::queue_notice::Notice;
+    let mut desk = Desk::open().await;
+    let mut unit = crate::watch::watch(desk.app.channel().await, &desk.dispatcher, rpc::WatchedQueue::Unit, COMMUNITY)
+        .await
+        .unwrap();
+    assert!(matches!(crate::watch::next(&mut unit).await, Notice::Started(_)));
+    desk.order("WR-1", COMMUNITY, "邻里纠纷").await;
+    let first = desk.last;
+    let Notice::Change(c) = crate::watch::next(&mut unit).await else { panic!("expected a change") };
+    assert_eq!(c.stream_sequence, first);
+
+    // The work queues stop on a commit their faulty generation refuses; two more commits wait.
+    let db = desk.app.db().await;
+    db.batch_execute("ALTER TABLE rm_work_queues_1.cases ADD CONSTRAINT faulty CHECK (category <> '物业纠纷')")
+        .await
+        .unwrap();
+    desk.order("WR-2", COMMUNITY, "物业纠纷").await;
+    desk.order("WR-3", COMMUNITY, "邻里纠纷").await;
+    let swapped = desk.last;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ops::statuses(&desk.app.settings).await.unwrap()[1].failure.is_none() {
+        assert!(Instant::now() < deadline, "the work queues did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = ops::rebuild(&desk.app.settings, "work_queues", &RebuildConfig::default()).await.unwrap();
+    assert_eq!((r.sequence, r.cleared_failure), (swapped, Some(swapped - 1)));
+
+    // The projector resumes past commits it never announced: the watch is told to reload there,
+    // and then follows the queue again.
+    let Notice::Resync(resync) = crate::watch::next(&mut unit).await else { panic!("expected a resync") };
+    assert_eq!(resync.sequence, swapped);
+    assert!(resync.reason.contains("reload"), "{resync:?}");
+    desk.order("WR-4", COMMUNITY, "物业纠纷").await;
+    let Notice::Change(c) = crate::watch::next(&mut unit).await else { panic!("expected a change") };
+    assert_eq!((c.stream_sequence, c.kind()), (desk.last, rpc::ChangeKind::Entered));
+    desk.app.finish().await;
+}

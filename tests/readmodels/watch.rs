@@ -13,7 +13,7 @@ use crate::desk::Desk;
 use rpc::ChangeKind::{Entered, Left, Updated};
 use rpc::queue_notice::Notice;
 
-async fn watch(
+pub(crate) async fn watch(
     channel: Channel,
     token: &str,
     queue: rpc::WatchedQueue,
@@ -25,7 +25,7 @@ async fn watch(
         .map(tonic::Response::into_inner)
 }
 
-async fn next(stream: &mut Streaming<rpc::QueueNotice>) -> Notice {
+pub(crate) async fn next(stream: &mut Streaming<rpc::QueueNotice>) -> Notice {
     tokio::time::timeout(Duration::from_secs(20), stream.message())
         .await
         .expect("a notice within 20 s")

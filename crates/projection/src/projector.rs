@@ -50,6 +50,12 @@ pub trait ReadModel: Send + Sync + 'static {
     /// (never for a batch that rolled back, nor during a rebuild). A model that announces its
     /// changes to live watchers publishes here what `apply` prepared; the default does nothing.
     fn committed(&self) {}
+
+    /// Called when the read model has applied commits up to `through` that this projector did
+    /// not apply: another instance's projector did, or a rebuild swapped in a generation that
+    /// had applied them. What [`ReadModel::committed`] would have announced for them never was;
+    /// a model with live watchers tells them to reload. The default does nothing.
+    fn skipped(&self, _through: u64) {}
 }
 
 /// Creates generation `n` of `model`'s tables in schema `rm_<name>_<n>`; returns the schema.
@@ -192,9 +198,11 @@ pub async fn run<M: ReadModel>(
     // connection attempt, cheap for the server that is coming back.
     const LONGEST: Duration = Duration::from_secs(1);
     let mut backoff = FIRST;
+    // Newest sequence this projector applied or announced, across sessions.
+    let mut committed: Option<u64> = None;
     loop {
         let mut progressed = false;
-        let attempt = run_once(&model, &store, &pool, &config, &applied, &mut progressed);
+        let attempt = run_once(&model, &store, &pool, &config, &applied, &mut committed, &mut progressed);
         let result = tokio::select! {
             () = &mut shutdown => return Ok(()),
             result = attempt => result,
@@ -322,7 +330,9 @@ pub(crate) async fn lock_checkpoint(tx: &tokio_postgres::Transaction<'_>, name: 
 }
 
 /// One consumer session: from the checkpoint until an error (it never ends otherwise). Sets
-/// `progressed` once it has committed a batch.
+/// `progressed` once it has committed a batch. `committed` is the newest sequence an earlier
+/// session applied or announced; commits the checkpoint has moved past since are
+/// [`ReadModel::skipped`].
 ///
 /// Each batch locks the checkpoint row first and re-reads it: when a rebuild has swapped in a new
 /// generation, the batch goes to the new schema and skips what the rebuild already applied.
@@ -332,6 +342,7 @@ async fn run_once<M: ReadModel>(
     pool: &Pool,
     config: &ProjectorConfig,
     applied: &watch::Sender<u64>,
+    committed: &mut Option<u64>,
     progressed: &mut bool,
 ) -> Result<std::convert::Infallible> {
     let mut client = pool.get().await?;
@@ -340,6 +351,10 @@ async fn run_once<M: ReadModel>(
     if let Some((sequence, problem)) = start.failure {
         return Err(Error::Unapplicable { projection: name.to_owned(), sequence, problem });
     }
+    if committed.is_some_and(|c| start.sequence > c) {
+        model.skipped(start.sequence);
+    }
+    *committed = Some(start.sequence);
     applied.send_replace(start.sequence);
     tracing::debug!(projection = name, checkpoint = start.sequence, "projector session starting");
     // A cluster electing a new metadata leader drops the request that creates the consumer; the
@@ -348,9 +363,8 @@ async fn run_once<M: ReadModel>(
         .await
         .map_err(|_| Error::Stream("creating the consumer got no answer; starting over".to_owned()))??;
     let mut schema = start.schema;
-    // Newest sequence received from the consumer, and newest this session committed.
+    // Newest sequence received from the consumer.
     let mut last = start.sequence;
-    let mut committed = start.sequence;
     loop {
         let batch = match tokio::time::timeout(config.stall_check, batches.next()).await {
             Ok(Some(batch)) => batch,
@@ -384,11 +398,16 @@ async fn run_once<M: ReadModel>(
         if let Some((sequence, problem)) = now.failure {
             return Err(Error::Unapplicable { projection: name.to_owned(), sequence, problem });
         }
-        if now.sequence < committed {
+        let mine = committed.unwrap_or(start.sequence);
+        if now.sequence < mine {
             return Err(Error::Stream(format!(
-                "the checkpoint of {name} moved back from {committed} to {}; resuming from it",
+                "the checkpoint of {name} moved back from {mine} to {}; resuming from it",
                 now.sequence
             )));
+        }
+        if now.sequence > mine {
+            model.skipped(now.sequence);
+            *committed = Some(now.sequence);
         }
         if now.schema != schema {
             tracing::info!(projection = name, from = %schema, to = %now.schema, at = now.sequence, "switching to the rebuilt generation");
@@ -398,7 +417,7 @@ async fn run_once<M: ReadModel>(
         let Some(newest) = commits.last().map(|c| c.sequence) else {
             // Everything here was applied already (by a rebuild's swap).
             tx.commit().await?;
-            committed = now.sequence;
+            *committed = Some(now.sequence);
             applied.send_replace(now.sequence);
             continue;
         };
@@ -417,7 +436,7 @@ async fn run_once<M: ReadModel>(
         )
         .await?;
         tx.commit().await?;
-        committed = newest;
+        *committed = Some(newest);
         // Readers first, then watchers: a watcher that reads the applied sequence after
         // subscribing is sure to receive every change past it.
         applied.send_replace(newest);

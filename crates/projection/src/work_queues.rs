@@ -8,7 +8,8 @@
 //!
 //! After each committed batch the model announces what changed, commit by commit, to in-process
 //! watchers ([`QueueChange`], published on a broadcast channel), so a committee's screen updates
-//! without polling.
+//! without polling; commits applied without this process announcing them (by another instance,
+//! or a rebuild) are announced as skipped, so watchers reload instead of missing them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -41,7 +42,7 @@ pub struct WorkQueues {
     /// The deadline policy and calendars that give each case its due time.
     sla: Arc<Sla>,
     /// Where committed changes are announced; `None` projects silently (rebuilds, tools).
-    announce: Option<broadcast::Sender<Arc<QueueChange>>>,
+    announce: Option<broadcast::Sender<Arc<Announcement>>>,
     /// Changes of the batch being applied, published by [`ReadModel::committed`].
     pending: Arc<Mutex<Vec<QueueChange>>>,
 }
@@ -53,7 +54,7 @@ impl WorkQueues {
     }
 
     /// The read model, announcing each committed change on `announce`.
-    pub fn announcing(sla: Arc<Sla>, announce: broadcast::Sender<Arc<QueueChange>>) -> Self {
+    pub fn announcing(sla: Arc<Sla>, announce: broadcast::Sender<Arc<Announcement>>) -> Self {
         Self { sla, announce: Some(announce), pending: Arc::default() }
     }
 
@@ -89,8 +90,14 @@ impl ReadModel for WorkQueues {
         if let Some(announce) = &self.announce {
             for change in changes {
                 // No receiver is not an error: nobody is watching.
-                let _ = announce.send(Arc::new(change));
+                let _ = announce.send(Arc::new(Announcement::Changed(change)));
             }
+        }
+    }
+
+    fn skipped(&self, through: u64) {
+        if let Some(announce) = &self.announce {
+            let _ = announce.send(Arc::new(Announcement::Skipped { through }));
         }
     }
 }
@@ -127,6 +134,17 @@ pub struct WorkItem {
     pub due_at_ms: Option<i64>,
     /// Which clock `due_at_ms` belongs to (a `pb::Clock` value).
     pub due_clock: i32,
+}
+
+/// What the projector announces to in-process watchers, in stream order.
+#[derive(Debug, Clone)]
+pub enum Announcement {
+    /// What one commit changed.
+    Changed(QueueChange),
+    /// The read model applied commits up to `through` that were never announced here (another
+    /// instance's projector applied them, or a rebuild swapped them in): watchers must reload
+    /// the queue at `through`.
+    Skipped { through: u64 },
 }
 
 /// What one commit changed on the queues, announced after the projector committed it.

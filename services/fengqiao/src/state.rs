@@ -8,7 +8,7 @@ use tokio::sync::{broadcast, watch};
 
 use fengqiao_domain::Clock;
 use fengqiao_domain::sla::Sla;
-use fengqiao_projection::work_queues::QueueChange;
+use fengqiao_projection::work_queues::Announcement;
 
 use crate::auth::Authenticator;
 use crate::commands::CommandHandler;
@@ -27,7 +27,7 @@ pub struct Shared {
     /// The deadline policy and calendars the read models compute due times by.
     pub sla: Arc<Sla>,
     /// Work-queue changes as the projector commits them, for live watchers.
-    pub queue_changes: broadcast::Sender<Arc<QueueChange>>,
+    pub queue_changes: broadcast::Sender<Arc<Announcement>>,
     /// Live watches open per caller (token subject), bounded by `max_watches_per_caller`.
     pub watches: Mutex<HashMap<String, usize>>,
     /// Becomes true when the service stops: long-lived streams end on it.

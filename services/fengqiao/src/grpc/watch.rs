@@ -1,11 +1,13 @@
 //! `WatchService`: pushes the changes of one work queue as the `work_queues` projector commits
 //! them, so a committee's screen updates without polling.
 //!
-//! Each watch subscribes to the projector's in-process broadcast of [`QueueChange`]s. It first
+//! Each watch subscribes to the projector's in-process broadcast of [`Announcement`]s. It first
 //! sends the sequence the queue stands at (`started`), then every change past it that concerns the
 //! watched queue, in stream order. A watch whose client reads too slowly falls behind the
 //! broadcast's buffer; it is then told to resync (with the sequence to reload at) instead of
-//! silently missing changes. Each caller may hold a bounded number of watches at once.
+//! silently missing changes. So is a watch when the read model applied commits this process did not
+//! announce (another instance's projector applied them, or a rebuild swapped them in). Each caller
+//! may hold a bounded number of watches at once.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use tonic::{Request, Response, Status};
 
 use fengqiao_domain::event::pb;
 use fengqiao_domain::values::{Ident, UnitCode};
-use fengqiao_projection::work_queues::{self, Membership, QueueChange, QueueKind};
+use fengqiao_projection::work_queues::{self, Announcement, Membership, QueueChange, QueueKind};
 use fengqiao_proto::api;
 
 use super::work_queues::work_item;
@@ -106,15 +108,8 @@ fn started(sequence: u64) -> api::QueueNotice {
     api::QueueNotice { notice: Some(api::queue_notice::Notice::Started(api::WatchStarted { sequence })) }
 }
 
-fn resync(sequence: u64, dropped: u64) -> api::QueueNotice {
-    api::QueueNotice {
-        notice: Some(api::queue_notice::Notice::Resync(api::Resync {
-            sequence,
-            reason: format!(
-                "this watch fell behind and {dropped} changes were dropped; reload the queue with min_sequence {sequence}"
-            ),
-        })),
-    }
+fn resync(sequence: u64, reason: String) -> api::QueueNotice {
+    api::QueueNotice { notice: Some(api::queue_notice::Notice::Resync(api::Resync { sequence, reason })) }
 }
 
 impl Api {
@@ -193,7 +188,7 @@ async fn forward(
     api: &Api,
     principal: &Principal,
     watched: &Watched,
-    mut changes: broadcast::Receiver<Arc<QueueChange>>,
+    mut changes: broadcast::Receiver<Arc<Announcement>>,
     applied: Option<watch::Receiver<u64>>,
     start: u64,
     mut stopping: watch::Receiver<bool>,
@@ -207,16 +202,34 @@ async fn forward(
             _ = stopping.wait_for(|s| *s) => return,
             next = changes.recv() => next,
         };
-        let notice = match next {
-            Ok(change) if change.sequence <= floor => continue,
-            Ok(change) => match watched.notice(principal, &change, api.now_ms()) {
+        let notice = match next.as_deref() {
+            Ok(Announcement::Changed(change)) if change.sequence <= floor => continue,
+            Ok(Announcement::Changed(change)) => match watched.notice(principal, change, api.now_ms()) {
                 Some(notice) => notice,
                 None => continue,
             },
+            Ok(Announcement::Skipped { through }) if *through <= floor => continue,
+            Ok(Announcement::Skipped { through }) => {
+                floor = *through;
+                tracing::info!(actor = %principal.subject, at = floor, "commits applied elsewhere; watch told to resync");
+                resync(
+                    floor,
+                    format!(
+                        "changes up to stream sequence {floor} were applied without this server announcing them \
+                         (another instance, or a rebuild); reload the queue with min_sequence {floor}"
+                    ),
+                )
+            }
             Err(broadcast::error::RecvError::Lagged(dropped)) => {
+                let dropped = *dropped;
                 floor = applied.as_ref().map_or(floor, |rx| *rx.borrow()).max(floor);
                 tracing::info!(actor = %principal.subject, dropped, at = floor, "watch fell behind; told to resync");
-                resync(floor, dropped)
+                resync(
+                    floor,
+                    format!(
+                        "this watch fell behind and {dropped} changes were dropped; reload the queue with min_sequence {floor}"
+                    ),
+                )
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
