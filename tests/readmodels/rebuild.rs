@@ -342,3 +342,48 @@ async fn a_watch_across_the_rebuild_of_a_stopped_queue_model_is_told_to_resync()
     assert_eq!((c.stream_sequence, c.kind()), (desk.last, rpc::ChangeKind::Entered));
     desk.app.finish().await;
 }
+
+#[tokio::test]
+async fn a_swap_waits_for_queries_reading_the_views_or_gives_up_leaving_the_live_generation() {
+    let mut desk = Desk::open().await;
+    desk.order("LOCK-1", COMMUNITY, "邻里纠纷").await;
+    let db = desk.app.db().await;
+    caught_up(&db, desk.last, Duration::from_secs(30)).await;
+    // A long read of the statistics: its transaction holds the view until it ends.
+    let reader = connect(&desk.app.settings.database_url).await.unwrap();
+    reader.batch_execute("BEGIN; SELECT count(*) FROM statistics_daily").await.unwrap();
+
+    let impatient =
+        RebuildConfig { swap_lock_timeout: Duration::from_millis(100), swap_attempts: 2, ..RebuildConfig::default() };
+    let e = ops::rebuild(&desk.app.settings, "statistics", &impatient).await.unwrap_err().to_string();
+    assert!(e.contains("kept the views busy through 2 swaps"), "{e}");
+    let statuses = ops::statuses(&desk.app.settings).await.unwrap();
+    assert_eq!((statuses[3].projection.as_str(), statuses[3].generation), ("statistics", 1));
+    let leftover = db
+        .query_opt("SELECT 1 FROM information_schema.schemata WHERE schema_name = 'rm_statistics_2'", &[])
+        .await
+        .unwrap();
+    assert!(leftover.is_none(), "the unfinished generation was left behind");
+
+    // A patient rebuild swaps as soon as the reader is done.
+    let patient =
+        RebuildConfig { swap_lock_timeout: Duration::from_millis(100), swap_attempts: 600, ..RebuildConfig::default() };
+    let settings = desk.app.settings.clone();
+    let rebuild = tokio::spawn(async move { ops::rebuild(&settings, "statistics", &patient).await });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+                   WHERE NOT l.granted AND d.datname = current_database()";
+    while db.query_one(waiting, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+        assert!(Instant::now() < deadline, "the swap never waited for the reader");
+        assert!(!rebuild.is_finished(), "the rebuild swapped under a reader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!rebuild.is_finished());
+    reader.batch_execute("COMMIT").await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(30), rebuild).await.unwrap().unwrap().unwrap();
+    assert_eq!(r.new_schema, "rm_statistics_2");
+    desk.order("LOCK-2", COMMUNITY, "邻里纠纷").await;
+    caught_up(&db, desk.last, Duration::from_secs(30)).await;
+    assert_eq!(read_model_rows(&db).await.unwrap(), replayed(&desk.app.settings, desk.last).await);
+    desk.app.finish().await;
+}

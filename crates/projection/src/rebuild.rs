@@ -221,10 +221,15 @@ async fn build_and_swap<M: ReadModel>(
         };
         match swap.await {
             Ok(()) => {}
-            Err(Error::Database(e))
-                if e.code().is_some_and(|c| c.code() == LOCK_NOT_AVAILABLE) && attempt < config.swap_attempts =>
-            {
+            Err(Error::Database(e)) if e.code().is_some_and(|c| c.code() == LOCK_NOT_AVAILABLE) => {
                 drop(tx);
+                if attempt >= config.swap_attempts {
+                    return Err(Error::Rebuild(format!(
+                        "{name}: queries kept the views busy through {attempt} swaps of {:?} each; \
+                         run the rebuild again when they are shorter",
+                        config.swap_lock_timeout
+                    )));
+                }
                 tracing::warn!(
                     projection = name,
                     attempt,
