@@ -206,7 +206,7 @@ async fn rebuild_under_commands_and_queries_equals_a_replay_and_no_query_fails()
             (*name, format!("rm_{name}_1"), format!("rm_{name}_2"))
         );
         assert!(r.sequence >= before, "{name} swapped at {} before the history {before}", r.sequence);
-        assert_eq!(r.cleared_failure, None);
+        assert_eq!((r.cleared_failure, r.old_dropped), (None, true));
         let old = db
             .query_opt("SELECT 1 FROM information_schema.schemata WHERE schema_name = $1", &[&r.old_schema])
             .await

@@ -1,6 +1,6 @@
 //! Live watch: every change of a queue arrives, in stream order, as the projector commits it; a
-//! client that falls behind is told to resync instead of silently missing changes; each caller
-//! holds a bounded number of watches.
+//! client that falls behind, or whose server did not project some changes itself, is told to
+//! resync instead of silently missing them; each caller holds a bounded number of watches.
 
 use std::time::Duration;
 
@@ -119,12 +119,19 @@ async fn a_watch_that_falls_behind_is_told_to_resync_and_misses_nothing_silently
     }
     assert!(commits.iter().all(|s| *s > started.sequence));
 
-    // Every commit must be either delivered, in order, or covered by a resync.
+    let resyncs = delivered_or_covered(&mut stream, &commits).await;
+    assert!(resyncs >= 1, "the slow client was never told to resync");
+    desk.app.finish().await;
+}
+
+/// Reads `stream` until every one of `commits` (each a change of the watched queue) was either
+/// delivered, in order, or covered by a resync; returns the number of resyncs.
+async fn delivered_or_covered(stream: &mut Streaming<rpc::QueueNotice>, commits: &[u64]) -> usize {
     let last = *commits.last().unwrap();
     let mut pending = commits.iter().copied().peekable();
     let mut resyncs = 0;
     loop {
-        match next(&mut stream).await {
+        match next(stream).await {
             Notice::Change(c) => {
                 assert_eq!(Some(c.stream_sequence), pending.next(), "a change arrived out of order or after a gap");
                 if c.stream_sequence == last {
@@ -143,7 +150,24 @@ async fn a_watch_that_falls_behind_is_told_to_resync_and_misses_nothing_silently
         }
     }
     assert!(pending.next().is_none());
-    assert!(resyncs >= 1, "the slow client was never told to resync");
+    resyncs
+}
+
+#[tokio::test]
+async fn a_watch_misses_nothing_another_instance_projected() {
+    let mut desk = Desk::open().await;
+    // Two instances on one stream and database: either projector may apply a batch first.
+    let beside = desk.app.spawn_beside().await;
+    let mut stream = watch(beside.channel().await, &desk.dispatcher, rpc::WatchedQueue::Unit, COMMUNITY).await.unwrap();
+    let Notice::Started(started) = next(&mut stream).await else { panic!("the first notice is `started`") };
+    let mut commits = Vec::new();
+    for i in 0..40 {
+        desk.order(&format!("WT-TWO-{i}"), COMMUNITY, "邻里纠纷").await;
+        commits.push(desk.last);
+    }
+    assert!(commits.iter().all(|s| *s > started.sequence));
+    delivered_or_covered(&mut stream, &commits).await;
+    beside.finish_beside().await;
     desk.app.finish().await;
 }
 

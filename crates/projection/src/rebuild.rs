@@ -61,8 +61,11 @@ impl Default for RebuildConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rebuilt {
     pub projection: String,
-    /// The generation schema that was live before, now dropped.
+    /// The generation schema that was live before.
     pub old_schema: String,
+    /// Whether the old generation's schema was dropped (if not, nothing reads it any more; drop
+    /// it by hand).
+    pub old_dropped: bool,
     /// The generation schema now live.
     pub new_schema: String,
     /// The stream sequence the new generation had applied at the swap.
@@ -119,10 +122,14 @@ pub async fn run<M: ReadModel>(model: &M, store: &EventStore, pool: &Pool, confi
     if let Err(e) = client.execute("SELECT pg_advisory_unlock($1, hashtext($2))", &[&LOCK_CLASS, &name]).await {
         tracing::warn!(projection = name, error = %e, "could not release the rebuild lock");
     }
-    let rebuilt = outcome?;
+    let mut rebuilt = outcome?;
     // Queries that began before the swap may still read the old tables; the drop waits for them.
-    client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", rebuilt.old_schema)).await?;
-    tracing::info!(projection = name, old = %rebuilt.old_schema, dropped = true, "old generation dropped");
+    // The swap is done whatever happens here: a failed drop only leaves an unused schema.
+    match client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", rebuilt.old_schema)).await {
+        Ok(()) => rebuilt.old_dropped = true,
+        Err(e) => tracing::warn!(projection = name, old = %rebuilt.old_schema, error = %e,
+            "could not drop the old generation; drop the schema by hand"),
+    }
     Ok(rebuilt)
 }
 
@@ -249,6 +256,7 @@ async fn build_and_swap<M: ReadModel>(
         return Ok(Rebuilt {
             projection: name.to_owned(),
             old_schema: old_schema.to_owned(),
+            old_dropped: false,
             new_schema: schema.to_owned(),
             sequence: swapped,
             applied,

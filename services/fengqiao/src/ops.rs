@@ -54,12 +54,13 @@ pub async fn run(settings: &Settings, command: Command) -> anyhow::Result<()> {
             let config = RebuildConfig { max_batch: batch.max(1), ..RebuildConfig::default() };
             let r = rebuild(settings, &name, &config).await?;
             println!(
-                "rebuilt {}: {} commits applied; now {} at stream sequence {} ({} dropped){}",
+                "rebuilt {}: {} commits applied; now {} at stream sequence {} ({} {}){}",
                 r.projection,
                 r.applied,
                 r.new_schema,
                 r.sequence,
                 r.old_schema,
+                if r.old_dropped { "dropped" } else { "NOT dropped: drop that schema by hand" },
                 r.cleared_failure.map_or(String::new(), |s| format!("; failure at sequence {s} cleared")),
             );
             Ok(())
