@@ -111,7 +111,7 @@ pub async fn run<M: ReadModel>(model: &M, store: &EventStore, pool: &Pool, confi
     }
     let live = checkpoint(&**client, name).await?;
     let schema = format!("rm_{name}_{}", generation(name, &live.schema)? + 1);
-    let outcome = build_and_swap(model, store, &mut **client, config, &live.schema, &schema).await;
+    let outcome = build_and_swap(model, store, &mut client, config, &live.schema, &schema).await;
     if outcome.is_err() {
         // The views never pointed at it; nothing reads it.
         if let Err(e) = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await {
