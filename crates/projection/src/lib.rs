@@ -2,6 +2,7 @@
 //!
 //! - [`migrate`]: the schema, applied once per database by `fengqiao migrate`;
 //! - [`cases`]: the case summary and timeline read model;
+//! - [`deadlines`]: every open deadline of every case, for the timers and the escalation board;
 //! - [`projector`]: applies commits in stream order, batch by batch, with the checkpoint in the
 //!   same transaction as the rows (effectively once), and stops loudly on an event it cannot apply;
 //! - [`query`]: what the gRPC queries read, with read-your-writes waits;
@@ -9,6 +10,7 @@
 //! - [`status`]: where each read model stands against the stream (lag, failure).
 
 pub mod cases;
+pub mod deadlines;
 pub mod migrate;
 pub mod projector;
 pub mod query;

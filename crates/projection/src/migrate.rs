@@ -6,7 +6,7 @@ use tokio_postgres::Client;
 
 use fengqiao_domain::sla::Sla;
 
-use crate::{Error, Result, cases, projector, referrals, statistics, work_queues};
+use crate::{Error, Result, cases, deadlines, projector, referrals, statistics, work_queues};
 
 /// The migrations, in order. Never edit one that has shipped; add the next.
 const MIGRATIONS: &[(&str, &str)] = &[("0001_cases", include_str!("../migrations/0001_cases.sql"))];
@@ -46,8 +46,11 @@ pub async fn run(client: &mut Client) -> Result<Vec<String>> {
     if projector::ensure(&tx, &referrals::Referrals::new(sla.clone())).await? {
         applied.push(format!("{} read model", referrals::NAME));
     }
-    if projector::ensure(&tx, &statistics::Statistics::new(sla)).await? {
+    if projector::ensure(&tx, &statistics::Statistics::new(sla.clone())).await? {
         applied.push(format!("{} read model", statistics::NAME));
+    }
+    if projector::ensure(&tx, &deadlines::Deadlines::new(sla)).await? {
+        applied.push(format!("{} read model", deadlines::NAME));
     }
     tx.commit().await?;
     Ok(applied)

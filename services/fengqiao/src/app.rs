@@ -1,5 +1,5 @@
 //! The application: connects to NATS and PostgreSQL, opens (or creates) the stream, binds the gRPC
-//! listener, and runs the gRPC services and the projector until told to stop.
+//! listener, and runs the gRPC services, the projectors and the timer worker until told to stop.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,7 +13,7 @@ use fengqiao_domain::Clock;
 use fengqiao_domain::sla::Sla;
 use fengqiao_eventstore::{EventStore, StoreConfig};
 use fengqiao_projection::projector::{self, ProjectorConfig, ReadModel};
-use fengqiao_projection::{cases, referrals, statistics, work_queues};
+use fengqiao_projection::{cases, deadlines, referrals, statistics, work_queues};
 use fengqiao_proto::api;
 
 use crate::auth::Authenticator;
@@ -21,9 +21,10 @@ use crate::commands::CommandHandler;
 use crate::grpc::Api;
 use crate::settings::Settings;
 use crate::state::Shared;
+use crate::timers::TimerWorker;
 
 /// Names of the read models this service projects (see `run` for their projectors).
-pub const READ_MODELS: [&str; 4] = [cases::NAME, work_queues::NAME, referrals::NAME, statistics::NAME];
+pub const READ_MODELS: [&str; 5] = [cases::NAME, work_queues::NAME, referrals::NAME, statistics::NAME, deadlines::NAME];
 
 /// Evaluates `$body` with `$model` bound to the read model named `$name` (an `&str`), built with
 /// the SLA policy `$sla` (an `Arc<Sla>`): `Some(body)`, or `None` for a name it does not know.
@@ -32,7 +33,7 @@ pub const READ_MODELS: [&str; 4] = [cases::NAME, work_queues::NAME, referrals::N
 #[macro_export]
 macro_rules! with_read_model {
     ($name:expr, $sla:expr, |$model:ident| $body:expr) => {{
-        use ::fengqiao_projection::{cases, referrals, statistics, work_queues};
+        use ::fengqiao_projection::{cases, deadlines, referrals, statistics, work_queues};
         match $name {
             cases::NAME => {
                 let $model = cases::Cases;
@@ -48,6 +49,10 @@ macro_rules! with_read_model {
             }
             statistics::NAME => {
                 let $model = statistics::Statistics::new($sla.clone());
+                Some($body)
+            }
+            deadlines::NAME => {
+                let $model = deadlines::Deadlines::new($sla.clone());
                 Some($body)
             }
             _ => None,
@@ -200,6 +205,20 @@ impl Application {
         projectors_start(&mut projectors, &mut applied, &self.store, &shared, linkage, stopped(stop_rx.clone()));
         let figures = statistics::Statistics::new(shared.sla.clone());
         projectors_start(&mut projectors, &mut applied, &self.store, &shared, figures, stopped(stop_rx.clone()));
+        let timers = deadlines::Deadlines::new(shared.sla.clone());
+        projectors_start(&mut projectors, &mut applied, &self.store, &shared, timers, stopped(stop_rx.clone()));
+
+        // The timer worker fires due warnings and breaches (docs/deadlines.md).
+        let timers = shared.settings.timers.enabled.then(|| {
+            let worker = TimerWorker::new(
+                self.store.clone(),
+                shared.pool.clone(),
+                shared.sla.clone(),
+                shared.clock.clone(),
+                &shared.settings.timers,
+            );
+            tokio::spawn(worker.run(shared.settings.timers.interval(), stopped(stop_rx.clone())))
+        });
 
         // Read-model gauges (generation, applied sequence, lag, stopped) for the metrics endpoint.
         let gauges = crate::ops::report(shared.pool.clone(), self.store.clone(), stopped(stop_rx.clone()));
@@ -276,6 +295,9 @@ impl Application {
         }
         while projectors.join_next().await.is_some() {}
         let _ = gauges.await;
+        if let Some(timers) = timers {
+            let _ = timers.await;
+        }
         outcome
     }
 }

@@ -12,3 +12,4 @@ pub mod privacy;
 pub mod settings;
 pub mod state;
 pub mod telemetry;
+pub mod timers;

@@ -39,6 +39,35 @@ pub struct Settings {
     /// Where `fengqiao serve` answers Prometheus scrapes (any path, plain HTTP); keep it on
     /// loopback or a private network. No metrics endpoint when absent.
     pub metrics_addr: Option<SocketAddr>,
+    /// The timer worker that fires due warnings and breaches (docs/deadlines.md).
+    pub timers: TimerSettings,
+}
+
+/// The timer worker of `fengqiao serve`. Any number of instances may run one at once: each
+/// deadline still warns once and is breached once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimerSettings {
+    /// Whether this instance runs a timer worker.
+    pub enabled: bool,
+    /// How often it looks for due warnings and breaches, in milliseconds: the longest a firing
+    /// waits past its instant (plus the deadlines read model's lag).
+    pub interval_ms: u64,
+    /// Most firings taken from one scan; the rest wait for the next one.
+    pub batch: u32,
+}
+
+impl Default for TimerSettings {
+    fn default() -> Self {
+        Self { enabled: true, interval_ms: 1000, batch: 500 }
+    }
+}
+
+impl TimerSettings {
+    /// The scan interval.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms.max(1))
+    }
 }
 
 /// The gRPC listener's certificate and key (PEM files), served with rustls.
@@ -149,6 +178,7 @@ impl Default for Settings {
             max_watches_per_caller: 4,
             tls: None,
             metrics_addr: None,
+            timers: TimerSettings::default(),
         }
     }
 }
