@@ -215,6 +215,10 @@ impl TestApp {
         api::follow_up_service_client::FollowUpServiceClient::new(self.channel().await)
     }
 
+    pub async fn escalations(&self) -> api::escalation_board_service_client::EscalationBoardServiceClient<Channel> {
+        api::escalation_board_service_client::EscalationBoardServiceClient::new(self.channel().await)
+    }
+
     pub async fn query(&self) -> api::query_service_client::QueryServiceClient<Channel> {
         api::query_service_client::QueryServiceClient::new(self.channel().await)
     }

@@ -269,6 +269,10 @@ impl Application {
                 api::statistics_service_server::StatisticsServiceServer::new(api.clone())
                     .max_decoding_message_size(max),
             )
+            .add_service(
+                api::escalation_board_service_server::EscalationBoardServiceServer::new(api.clone())
+                    .max_decoding_message_size(max),
+            )
             .add_service(api::watch_service_server::WatchServiceServer::new(api.clone()).max_decoding_message_size(max))
             .add_service(api::query_service_server::QueryServiceServer::new(api).max_decoding_message_size(max))
             .serve_with_incoming_shutdown(

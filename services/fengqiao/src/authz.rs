@@ -92,6 +92,8 @@ pub const MATRIX: &[(&str, &[Role], Scope)] = &[
     // A partner agent reads only its own institution's referrals, wherever the cases arose.
     ("ListReferrals", &[PartnerAgent, Mediator, CommitteeLead, Dispatcher, Supervisor, Admin], Scope::UnitSubtree),
     ("GetStatistics", &[CommitteeLead, Dispatcher, Supervisor, Admin], Scope::UnitSubtree),
+    // The escalation board: who supervises overdue work (督办) in their unit subtree.
+    ("ListEscalations", &[CommitteeLead, Dispatcher, Supervisor, Admin], Scope::UnitSubtree),
     ("WatchQueue", &[GridWorker, Mediator, CommitteeLead, Dispatcher, Supervisor, Admin], Scope::UnitSubtree),
 ];
 

@@ -2,6 +2,7 @@
 //! into domain values, run the command or query, and map every error to a status in one place
 //! ([`status`]).
 
+mod escalations;
 mod linkage_queues;
 pub mod parse;
 mod queries;
