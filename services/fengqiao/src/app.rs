@@ -131,6 +131,7 @@ impl Application {
     /// NATS or PostgreSQL unreachable, stream misconfigured, address in use, token keys or TLS
     /// files unreadable.
     pub async fn build(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        settings.timers.check()?;
         let store = open_store(&settings).await?;
         // Each projector holds one connection for as long as it runs; queries share the rest.
         let pool = pool(&settings.database_url, settings.db_pool_size + READ_MODELS.len())?;

@@ -60,6 +60,12 @@ struct Overrides {
     /// PEM private key for TLS on the gRPC listener (with `--tls-cert`).
     #[arg(long, global = true, env = "FENGQIAO_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Run the timer worker in this instance (`true` or `false`).
+    #[arg(long, global = true, env = "FENGQIAO_TIMERS")]
+    timers: Option<bool>,
+    /// How often the timer worker scans for due warnings and breaches, in milliseconds.
+    #[arg(long, global = true, env = "FENGQIAO_TIMER_INTERVAL_MS")]
+    timer_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +153,12 @@ impl Overrides {
                     Ok(PublicKey { kid: kid.trim().to_owned(), pem: String::new(), pem_file: Some(path.trim().into()) })
                 })
                 .collect::<anyhow::Result<_>>()?;
+        }
+        if let Some(v) = self.timers {
+            s.timers.enabled = v;
+        }
+        if let Some(v) = self.timer_interval_ms {
+            s.timers.interval_ms = v;
         }
         if let (Some(cert_file), Some(key_file)) = (self.tls_cert, self.tls_key) {
             s.tls = Some(TlsSettings { cert_file, key_file });

@@ -68,6 +68,19 @@ impl TimerSettings {
     pub fn interval(&self) -> Duration {
         Duration::from_millis(self.interval_ms.max(1))
     }
+
+    /// Refuses settings a worker cannot run with.
+    ///
+    /// # Errors
+    /// A zero interval or batch, named.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.interval_ms > 0,
+            "timers.interval_ms: must be at least 1 (set timers.enabled = false instead)"
+        );
+        anyhow::ensure!(self.batch > 0, "timers.batch: must be at least 1");
+        Ok(())
+    }
 }
 
 /// The gRPC listener's certificate and key (PEM files), served with rustls.
