@@ -253,7 +253,8 @@ async fn store_rows(tx: &Transaction<'_>, schema: &str, ids: &[Uuid], rows: &[Ro
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenDeadline {
     pub case_id: Uuid,
-    /// The deadline, as [`Clocks::deadlines`] computed it when the case last changed.
+    /// The deadline, as [`Clocks::deadlines`] computed it when the case last changed
+    /// (`shifts_with_pauses` is not stored and reads `false`).
     pub deadline: Deadline,
     pub state: State,
     pub warned_at_ms: Option<i64>,

@@ -18,7 +18,6 @@
 //! ran is due at the next scan and fires once. See `docs/deadlines.md`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use fengqiao_domain::command::Rules;
 use fengqiao_domain::event::pb;
@@ -34,19 +33,6 @@ use crate::settings::{Settings, TimerSettings};
 
 /// Token subject recorded as the actor of the timers' events.
 pub const ACTOR: &str = "fengqiao-timers";
-
-/// Warnings recorded by the timer workers of this process.
-static WARNINGS: AtomicU64 = AtomicU64::new(0);
-/// Breaches recorded by the timer workers of this process.
-static BREACHES: AtomicU64 = AtomicU64::new(0);
-/// Firings found due by the latest scan of any worker of this process.
-static DUE: AtomicU64 = AtomicU64::new(0);
-
-/// `(warnings, breaches)` this process's timer workers have recorded, and the firings due at the
-/// latest scan: the counters behind the timers' metrics.
-pub fn counters() -> (u64, u64, u64) {
-    (WARNINGS.load(Ordering::Relaxed), BREACHES.load(Ordering::Relaxed), DUE.load(Ordering::Relaxed))
-}
 
 /// Which firing of a deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -184,7 +170,7 @@ impl TimerWorker {
         let now = self.clock.now();
         let client = self.pool.get().await?;
         let due = deadlines::due(&**client, now.as_millisecond(), self.batch).await?;
-        DUE.store(due.len() as u64, Ordering::Relaxed);
+        metrics::gauge!("fengqiao_timer_due").set(due.len() as f64);
         Ok(due.iter().filter_map(|d| Firing::of(d, now)).collect())
     }
 
@@ -214,8 +200,7 @@ impl TimerWorker {
         match self.commands.execute(&principal, firing.case_id, &meta, command, &anyone).await {
             Ok(outcome) if outcome.replayed => Ok(Fired::Replayed),
             Ok(outcome) => {
-                let counter = if firing.kind == FiringKind::Warning { &WARNINGS } else { &BREACHES };
-                counter.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("fengqiao_timer_firings_total", "kind" => firing.kind.name()).increment(1);
                 tracing::info!(kind = firing.kind.name(), sequence = outcome.sequence, "deadline fired");
                 Ok(Fired::Recorded { sequence: outcome.sequence })
             }
@@ -242,6 +227,7 @@ impl TimerWorker {
                     tick.refused += 1;
                 }
                 Err(e) => {
+                    metrics::counter!("fengqiao_timer_failures_total").increment(1);
                     tracing::warn!(case_id = %firing.case_id, deadline = %firing.deadline_id, error = %e,
                         "firing failed; retrying at the next tick");
                     tick.failed += 1;
