@@ -24,7 +24,7 @@ use tonic::Code;
 use fengqiao::timers::{Fired, Firing, FiringKind, TimerWorker};
 use fengqiao_domain::event::{Kind, pb, type_name};
 use fengqiao_domain::values::CaseId;
-use fengqiao_projection::deadlines::{self, OpenDeadline, State};
+use fengqiao_projection::deadlines::{self, BoardPage, OpenDeadline, State};
 use fengqiao_tests::*;
 
 /// Monday 2 March 2026, 09:00 in Chongqing: a working day, inside the shipped calendars.
@@ -631,5 +631,86 @@ async fn the_escalation_board_lists_a_subtrees_warnings_and_breaches_oldest_firs
         .expect("board")
         .into_inner();
     assert!(!after.items.iter().any(|i| i.case_id == first));
+    app.finish().await;
+}
+
+/// Every node of a plan, as (node type, relation, index).
+fn plan_nodes(plan: &serde_json::Value, out: &mut Vec<(String, String, String)>) {
+    let text = |key: &str| plan.get(key).and_then(serde_json::Value::as_str).unwrap_or_default().to_owned();
+    out.push((text("Node Type"), text("Relation Name"), text("Index Name")));
+    for child in plan.get("Plans").and_then(serde_json::Value::as_array).into_iter().flatten() {
+        plan_nodes(child, out);
+    }
+}
+
+fn nodes_of(explained: &serde_json::Value) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    plan_nodes(&explained[0]["Plan"], &mut out);
+    out
+}
+
+#[tokio::test]
+async fn the_timers_scan_and_the_board_read_their_indexes_at_volume() {
+    let app = app_without_timers().await;
+    let db = app.db().await;
+    let schema: String = db
+        .query_one("SELECT schema_name FROM projection_checkpoints WHERE projection = $1", &[&deadlines::NAME])
+        .await
+        .expect("checkpoint")
+        .get(0);
+    // 100,000 open cases in 50 communities of the street, two open deadlines each; one in ten
+    // breached, one in ten warned; due times spread over 30 days.
+    let base: i64 = 1_764_000_000_000;
+    db.batch_execute(&format!(
+        "CREATE TEMP TABLE gen AS
+           SELECT i,
+                  ('00000000-0000-4000-8000-' || lpad(to_hex(i), 12, '0'))::uuid AS case_id,
+                  '5001160010' || lpad((i % 50)::text, 2, '0') AS unit,
+                  {base} + (i::bigint * 104729) % 2592000000 AS due
+           FROM generate_series(1, 100000) i;
+         INSERT INTO {schema}.cases
+           SELECT case_id, 4, 1, 'GEN-' || i, '邻里纠纷', '', unit, '', 1, '[]', '[]', 3, 'cmt-' || unit, unit, unit,
+                  1, 4, now(), now(), i
+           FROM gen;
+         INSERT INTO {schema}.deadlines
+           SELECT case_id, c.name || ':' || c.v, c.clock, due - 3600000, due - 900000, due + c.extra, NULL,
+                  CASE i % 10 WHEN 0 THEN 3 WHEN 1 THEN 2 ELSE 1 END,
+                  CASE WHEN i % 10 IN (0, 1) THEN due - 900000 END, CASE WHEN i % 10 = 0 THEN due END,
+                  CASE WHEN i % 10 = 0 THEN 2 ELSE 0 END,
+                  CASE i % 10 WHEN 0 THEN NULL WHEN 1 THEN due + c.extra ELSE due - 900000 END,
+                  '', '', unit, 'cmt-' || unit, unit, 3, 'cn', 'Asia/Shanghai'
+           FROM gen, (VALUES ('sign_for', 2, 4::smallint, 0::bigint), ('mediation', 3, 6::smallint, 86400000::bigint))
+                AS c(name, v, clock, extra);
+         ANALYZE {schema}.cases;
+         ANALYZE {schema}.deadlines;"
+    ))
+    .await
+    .expect("generated deadlines");
+
+    // The timers' scan at an instant when a few hundred firings are due.
+    let now = base + 3_000_000;
+    let due = deadlines::due(&db, now, 500).await.expect("due");
+    assert!(!due.is_empty() && due.len() < 500, "{} due", due.len());
+    assert!(due.windows(2).all(|w| w[0].deadline.next_firing() <= w[1].deadline.next_firing()));
+    let scan = nodes_of(&deadlines::explain_due(&db, now, 500).await.expect("plan"));
+    // An index range of what is due (PostgreSQL may sort those few rows after a bitmap scan).
+    assert!(
+        scan.iter().any(|(node, _, index)| node.ends_with("Index Scan") && index == "deadlines_next_fire"),
+        "the scan reads the deadlines_next_fire index: {scan:?}"
+    );
+    assert!(!scan.iter().any(|(node, _, _)| node == "Seq Scan"), "{scan:?}");
+
+    // The street's board, first page: the board index in due order, no sort, no sequential scan.
+    let page =
+        BoardPage { unit_prefix: "500116001".to_owned(), states: vec![], clocks: vec![], after: None, limit: 50 };
+    let board = nodes_of(&deadlines::explain_board(&db, &page).await.expect("plan"));
+    assert!(
+        board.iter().any(|(node, _, index)| node == "Index Scan" && index == "deadlines_board"),
+        "the board reads the deadlines_board index: {board:?}"
+    );
+    assert!(!board.iter().any(|(node, _, _)| node == "Seq Scan" || node == "Sort"), "{board:?}");
+    let items = deadlines::board(&db, &page).await.expect("board");
+    assert_eq!(items.len(), 50);
+    assert!(items.windows(2).all(|w| w[0].1.due_at_ms <= w[1].1.due_at_ms));
     app.finish().await;
 }

@@ -315,16 +315,25 @@ fn open_deadline(r: &tokio_postgres::Row) -> OpenDeadline {
 /// # Errors
 /// Database errors.
 pub async fn due(client: &impl GenericClient, now_ms: i64, limit: u32) -> Result<Vec<OpenDeadline>> {
-    let rows = client
-        .query(
-            &format!(
-                "SELECT {COLUMNS} FROM open_deadlines WHERE next_fire_ms <= $1 \
-                 ORDER BY next_fire_ms, case_id, deadline_id LIMIT $2"
-            ),
-            &[&now_ms, &i64::from(limit)],
-        )
-        .await?;
+    let rows = client.query(&due_sql(), &[&now_ms, &i64::from(limit)]).await?;
     Ok(rows.iter().map(open_deadline).collect())
+}
+
+fn due_sql() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM open_deadlines WHERE next_fire_ms <= $1 ORDER BY next_fire_ms, case_id, deadline_id \
+         LIMIT $2"
+    )
+}
+
+/// The query plan of [`due`], as PostgreSQL's `EXPLAIN (FORMAT JSON)` gives it: how an operator
+/// (or a test) checks that the timers' scan stays an index range.
+///
+/// # Errors
+/// Database errors.
+pub async fn explain_due(client: &impl GenericClient, now_ms: i64, limit: u32) -> Result<serde_json::Value> {
+    let row = client.query_one(&format!("EXPLAIN (FORMAT JSON) {}", due_sql()), &[&now_ms, &i64::from(limit)]).await?;
+    Ok(row.get(0))
 }
 
 /// Every open deadline of one case, in the order the clocks started.
@@ -390,6 +399,38 @@ pub struct BoardItem {
 /// # Errors
 /// Database errors.
 pub async fn board(client: &impl GenericClient, q: &BoardPage) -> Result<Vec<(BoardItem, Cursor)>> {
+    let (sql, params) = board_sql(q);
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+    let rows = client.query(&sql, &refs).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let deadline = open_deadline(r);
+            let cursor = Cursor {
+                due_at_ms: deadline.deadline.due_at.as_millisecond(),
+                case_id: deadline.case_id,
+                deadline_id: deadline.deadline.id.clone(),
+            };
+            let item = BoardItem { deadline, category: r.get(20), case_state: i32::from(r.get::<_, i16>(21)) };
+            (item, cursor)
+        })
+        .collect())
+}
+
+/// The query plan of [`board`] for `q` (`EXPLAIN (FORMAT JSON)`).
+///
+/// # Errors
+/// Database errors.
+pub async fn explain_board(client: &impl GenericClient, q: &BoardPage) -> Result<serde_json::Value> {
+    let (sql, params) = board_sql(q);
+    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+    let row = client.query_one(&format!("EXPLAIN (FORMAT JSON) {sql}"), &refs).await?;
+    Ok(row.get(0))
+}
+
+/// The board page's SQL and parameters: the `deadlines_board` index in due order, filtered to
+/// the unit subtree.
+fn board_sql(q: &BoardPage) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
     let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
     let mut add = |value: Box<dyn ToSql + Sync + Send>| {
         params.push(value);
@@ -415,19 +456,5 @@ pub async fn board(client: &impl GenericClient, q: &BoardPage) -> Result<Vec<(Bo
         sql.push_str(&format!(" AND (due_at_ms, case_id, deadline_id) > ({d}, {id}, {dl})"));
     }
     sql.push_str(&format!(" ORDER BY due_at_ms, case_id, deadline_id LIMIT {}", add(Box::new(i64::from(q.limit)))));
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
-    let rows = client.query(&sql, &refs).await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let deadline = open_deadline(r);
-            let cursor = Cursor {
-                due_at_ms: deadline.deadline.due_at.as_millisecond(),
-                case_id: deadline.case_id,
-                deadline_id: deadline.deadline.id.clone(),
-            };
-            let item = BoardItem { deadline, category: r.get(20), case_state: i32::from(r.get::<_, i16>(21)) };
-            (item, cursor)
-        })
-        .collect())
+    (sql, params)
 }
