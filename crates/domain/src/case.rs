@@ -783,6 +783,7 @@ fn registered(c: &RegisterCase, now: Timestamp) -> Kind {
         reply_deadline_unix_ms: c.reply_deadline.map_or(0, ms),
         source_partner_kind: c.source_partner.as_ref().map_or(0, |p| p.0 as i32),
         source_partner_id: c.source_partner.as_ref().map(|p| p.1.to_string()).unwrap_or_default(),
+        intake_channel: opt(c.intake_channel.as_ref()),
     })
 }
 

@@ -43,6 +43,8 @@ pub struct RegisterCase {
     pub reply_deadline: Option<Timestamp>,
     /// The partner that sent an inbound referral.
     pub source_partner: Option<(pb::PartnerKind, Ident)>,
+    /// How the caller reached the 12345 hotline (phone, web, app, …), when the hotline says.
+    pub intake_channel: Option<ShortText>,
 }
 
 /// A mediation agreement (调解协议) as recorded.

@@ -78,6 +78,7 @@ fn registering_the_12345_order_records_parties_place_and_deadlines() {
         reply_deadline_unix_ms: ms(days_later(7)),
         source_partner_kind: 0,
         source_partner_id: String::new(),
+        intake_channel: "phone".to_owned(),
     })]);
     let case = registered().case().clone();
     assert_eq!(state(&case), pb::CaseState::Registered);

@@ -337,6 +337,7 @@ pub fn register_12345() -> Command {
         received_at: Some(hours_later(-2)),
         reply_deadline: Some(days_later(7)),
         source_partner: None,
+        intake_channel: Some(short("phone")),
     }))
 }
 

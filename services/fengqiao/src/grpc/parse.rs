@@ -137,6 +137,7 @@ pub fn register(r: &api::RegisterCaseRequest) -> Parsed<RegisterCase> {
         received_at: timestamp("received_at_unix_ms", r.received_at_unix_ms)?,
         reply_deadline: timestamp("reply_deadline_unix_ms", r.reply_deadline_unix_ms)?,
         source_partner,
+        intake_channel: None,
     })
 }
 
