@@ -4,6 +4,7 @@
 //! The servers come from `FENGQIAO_NATS_URL` and `FENGQIAO_DATABASE_URL` (set by
 //! `deploy/local/test.sh`); the defaults match the local stack.
 
+pub mod hotline;
 pub mod wire;
 
 use std::net::SocketAddr;
@@ -84,6 +85,7 @@ pub async fn create_database(settings: &Settings) -> anyhow::Result<()> {
     admin.batch_execute(&format!("CREATE DATABASE \"{}\"", database_name(&settings.database_url))).await?;
     let mut client = connect(&settings.database_url).await?;
     fengqiao_projection::migrate::run(&mut client).await?;
+    fengqiao::hotline::migrate(&mut client).await?;
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! Fengqiao, the service: the gRPC edge, the command path, and the projector, wired together.
+//! Fengqiao, the service: the gRPC edge, the command path, the projector and the 12345 hotline
+//! bridge, wired together.
 //! `main` and the tests start it the same way: [`app::Application::build`] → `local_addr` →
 //! `run(shutdown)`.
 
@@ -7,6 +8,7 @@ pub mod auth;
 pub mod authz;
 pub mod commands;
 pub mod grpc;
+pub mod hotline;
 pub mod ops;
 pub mod privacy;
 pub mod settings;

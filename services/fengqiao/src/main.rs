@@ -66,12 +66,19 @@ struct Overrides {
     /// How often the timer worker scans for due warnings and breaches, in milliseconds.
     #[arg(long, global = true, env = "FENGQIAO_TIMER_INTERVAL_MS")]
     timer_interval_ms: Option<u64>,
+    #[command(flatten)]
+    hotline: fengqiao::hotline::cli::Overrides,
 }
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Serve every gRPC service, the projector and the workers in one process.
+    /// Serve every gRPC service, the projector, the workers and the hotline bridge in one process.
     Serve,
+    /// The 12345 hotline bridge: serve it alone, read its callback outbox, redeliver callbacks.
+    Hotline {
+        #[command(subcommand)]
+        command: fengqiao::hotline::cli::Command,
+    },
     /// Apply database migrations and set up the read models.
     Migrate,
     /// Mint a bearer token for development.
@@ -163,6 +170,7 @@ impl Overrides {
         if let (Some(cert_file), Some(key_file)) = (self.tls_cert, self.tls_key) {
             s.tls = Some(TlsSettings { cert_file, key_file });
         }
+        self.hotline.apply(&mut s.hotline);
         Ok(s)
     }
 }
@@ -182,14 +190,39 @@ async fn main() -> anyhow::Result<()> {
                 fengqiao::telemetry::serve_metrics(addr)?;
             }
             let clock: Arc<dyn fengqiao_domain::Clock> = Arc::new(fengqiao_domain::clock::SystemClock);
+            let bridge = fengqiao::hotline::Bridge::build(&settings, clock.clone()).await?;
             let app = Application::build(settings, clock).await?;
-            tracing::info!(addr = %app.local_addr()?, "fengqiao serving gRPC");
-            app.run(app::shutdown_signal()).await
+            tracing::info!(addr = %app.local_addr()?, hotline = %bridge.local_addr()?, "fengqiao serving gRPC and the hotline bridge");
+            // One signal stops both; either failing stops the other.
+            let (stop, stopping) = tokio::sync::watch::channel(false);
+            let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            let mut bridge = tokio::spawn(bridge.run(stopped(stopping.clone())));
+            let mut app = tokio::spawn(app.run(stopped(stopping)));
+            let first = tokio::select! {
+                () = app::shutdown_signal() => Ok(()),
+                r = &mut app => r.map_err(anyhow::Error::from).and_then(|r| r.context("gRPC service")),
+                r = &mut bridge => r.map_err(anyhow::Error::from).and_then(|r| r.context("hotline bridge")),
+            };
+            let _ = stop.send(true);
+            let rest = async {
+                if !app.is_finished() {
+                    app.await??;
+                }
+                if !bridge.is_finished() {
+                    bridge.await??;
+                }
+                anyhow::Ok(())
+            };
+            first.and(rest.await)
         }
+        Cmd::Hotline { command } => fengqiao::hotline::cli::run(settings, command).await,
         Cmd::Migrate => {
             let pool = app::pool(&settings.database_url, 1)?;
             let mut client = pool.get().await.context("connecting to PostgreSQL")?;
-            let applied = fengqiao_projection::migrate::run(&mut client).await?;
+            let mut applied = fengqiao_projection::migrate::run(&mut client).await?;
+            applied.extend(fengqiao::hotline::migrate(&mut client).await?);
             if applied.is_empty() {
                 println!("database is up to date");
             }

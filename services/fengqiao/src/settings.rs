@@ -41,6 +41,8 @@ pub struct Settings {
     pub metrics_addr: Option<SocketAddr>,
     /// The timer worker that fires due warnings and breaches (docs/deadlines.md).
     pub timers: TimerSettings,
+    /// The 12345 hotline bridge (`crate::hotline`).
+    pub hotline: crate::hotline::HotlineSettings,
 }
 
 /// The timer worker of `fengqiao serve`. Any number of instances may run one at once: each
@@ -192,6 +194,7 @@ impl Default for Settings {
             tls: None,
             metrics_addr: None,
             timers: TimerSettings::default(),
+            hotline: crate::hotline::HotlineSettings::default(),
         }
     }
 }
@@ -218,6 +221,7 @@ impl Settings {
         for key in &mut shown.auth.hmac_keys {
             key.secret = "<redacted>".to_owned();
         }
+        shown.hotline.redact();
         shown.database_url = redact_url(&shown.database_url);
         shown.nats_url = shown.nats_url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render settings: {e}"))
