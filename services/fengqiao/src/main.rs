@@ -67,7 +67,7 @@ struct Overrides {
     #[arg(long, global = true, env = "FENGQIAO_TIMER_INTERVAL_MS")]
     timer_interval_ms: Option<u64>,
     #[command(flatten)]
-    hotline: fengqiao::hotline::cli::Overrides,
+    hotline: fengqiao::hotline::cli::HotlineOverrides,
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,5 +254,16 @@ async fn main() -> anyhow::Result<()> {
             let addr = addr.unwrap_or_else(|| format!("http://{}", settings.grpc_addr));
             demo::run(&settings, &addr).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // Clap checks names, groups and conflicts only when a command line is parsed.
+        super::Cli::command().debug_assert();
     }
 }

@@ -15,7 +15,7 @@ use crate::settings::{HmacKey, Settings};
 
 /// The bridge's overrides (environment, then flags), over the TOML file's `[hotline]` table.
 #[derive(Debug, Args)]
-pub struct Overrides {
+pub struct HotlineOverrides {
     /// HTTP listen address of the hotline bridge.
     #[arg(long, global = true, env = "FENGQIAO_HOTLINE_ADDR")]
     hotline_addr: Option<SocketAddr>,
@@ -30,7 +30,7 @@ pub struct Overrides {
     hotline_outbound_secret: Option<String>,
 }
 
-impl Overrides {
+impl HotlineOverrides {
     /// Applies the overrides that were given.
     pub fn apply(self, s: &mut HotlineSettings) {
         if let Some(v) = self.hotline_addr {
