@@ -529,7 +529,7 @@ async fn attempt(shared: &Bridged, client: &reqwest::Client, url: &str, id: Uuid
     match post(shared, client, url, id, &body).await {
         Attempt::Delivered => {
             tx.execute(
-                "UPDATE hotline_deliveries SET status = 'delivered', attempts = $2, delivered_at = now() \
+                "UPDATE hotline_deliveries SET status = 'delivered', attempts = $2, delivered_at = clock_timestamp() \
                  WHERE delivery_id = $1",
                 &[&id, &attempts],
             )
@@ -539,9 +539,10 @@ async fn attempt(shared: &Bridged, client: &reqwest::Client, url: &str, id: Uuid
         }
         Attempt::Retry(reason) if attempts < max => {
             let delay = shared.settings.backoff().delay(id, attempts as u32);
+            // From the end of this attempt: `now()` would be the transaction's start, before the POST.
             tx.execute(
                 "UPDATE hotline_deliveries SET attempts = $2, last_error = $3, \
-                 next_attempt_at = now() + make_interval(secs => $4) WHERE delivery_id = $1",
+                 next_attempt_at = clock_timestamp() + make_interval(secs => $4) WHERE delivery_id = $1",
                 &[&id, &attempts, &reason, &delay.as_secs_f64()],
             )
             .await?;
@@ -556,7 +557,7 @@ async fn attempt(shared: &Bridged, client: &reqwest::Client, url: &str, id: Uuid
                 reason
             };
             tx.execute(
-                "UPDATE hotline_deliveries SET status = 'dead', attempts = $2, last_error = $3, dead_at = now() \
+                "UPDATE hotline_deliveries SET status = 'dead', attempts = $2, last_error = $3, dead_at = clock_timestamp() \
                  WHERE delivery_id = $1",
                 &[&id, &attempts, &reason],
             )
@@ -606,58 +607,57 @@ pub struct Outbox {
     pub oldest_pending: Option<Oldest>,
 }
 
-/// Reads the outbox figures.
+/// Reads the outbox figures, all from one snapshot (one statement), so that a callback moving on
+/// while they are read is counted once.
 ///
 /// # Errors
 /// Database errors.
 pub async fn outbox(db: &impl tokio_postgres::GenericClient) -> anyhow::Result<Outbox> {
-    let counts = db
-        .query_one(
-            "SELECT count(*) FILTER (WHERE status = 'pending'), \
-                    count(*) FILTER (WHERE status = 'pending' AND attempts > 0), \
-                    count(*) FILTER (WHERE status = 'delivered') FROM hotline_deliveries",
+    let rows = db
+        .query(
+            "SELECT * FROM ( \
+               (SELECT 1 AS part, delivery_id, order_number, kind, created_at AS at, attempts, last_error, \
+                       stream_sequence, event_index, 0::bigint AS pending, 0::bigint AS failing, 0::bigint AS delivered \
+                FROM hotline_deliveries WHERE status = 'pending' \
+                ORDER BY created_at, stream_sequence, event_index LIMIT 1) \
+               UNION ALL \
+               SELECT 2, delivery_id, order_number, kind, dead_at, attempts, last_error, stream_sequence, event_index, \
+                      0, 0, 0 FROM hotline_deliveries WHERE status = 'dead' \
+               UNION ALL \
+               SELECT 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                      count(*) FILTER (WHERE status = 'pending'), \
+                      count(*) FILTER (WHERE status = 'pending' AND attempts > 0), \
+                      count(*) FILTER (WHERE status = 'delivered') \
+               FROM hotline_deliveries) o \
+             ORDER BY part, at, stream_sequence, event_index",
             &[],
         )
         .await?;
-    let oldest = db
-        .query_opt(
-            "SELECT delivery_id, order_number, kind, created_at, attempts, last_error FROM hotline_deliveries \
-             WHERE status = 'pending' ORDER BY created_at, stream_sequence, event_index LIMIT 1",
-            &[],
-        )
-        .await?
-        .map(|r| Oldest {
-            delivery_id: r.get(0),
-            order_number: r.get(1),
-            kind: r.get(2),
-            queued_at: r.get(3),
-            attempts: r.get(4),
-            last_error: r.get(5),
-        });
-    let dead = db
-        .query(
-            "SELECT delivery_id, order_number, kind, attempts, coalesce(last_error, ''), dead_at \
-             FROM hotline_deliveries WHERE status = 'dead' ORDER BY dead_at, stream_sequence, event_index",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| DeadLetter {
-            delivery_id: r.get(0),
-            order_number: r.get(1),
-            kind: r.get(2),
-            attempts: r.get(3),
-            reason: r.get(4),
-            dead_at: r.get(5),
-        })
-        .collect();
-    Ok(Outbox {
-        pending: counts.get(0),
-        failing: counts.get(1),
-        delivered: counts.get(2),
-        dead,
-        oldest_pending: oldest,
-    })
+    let mut outbox = Outbox { pending: 0, failing: 0, delivered: 0, dead: Vec::new(), oldest_pending: None };
+    for r in &rows {
+        match r.get::<_, i32>(0) {
+            0 => (outbox.pending, outbox.failing, outbox.delivered) = (r.get(9), r.get(10), r.get(11)),
+            1 => {
+                outbox.oldest_pending = Some(Oldest {
+                    delivery_id: r.get(1),
+                    order_number: r.get(2),
+                    kind: r.get(3),
+                    queued_at: r.get(4),
+                    attempts: r.get(5),
+                    last_error: r.get(6),
+                });
+            }
+            _ => outbox.dead.push(DeadLetter {
+                delivery_id: r.get(1),
+                order_number: r.get(2),
+                kind: r.get(3),
+                attempts: r.get(5),
+                reason: r.get::<_, Option<String>>(6).unwrap_or_default(),
+                dead_at: r.get(4),
+            }),
+        }
+    }
+    Ok(outbox)
 }
 
 /// Sets the outbox gauges: backlog, oldest pending age, failing and dead-letter counts.
