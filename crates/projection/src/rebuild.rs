@@ -109,15 +109,7 @@ pub async fn run<M: ReadModel>(model: &M, store: &EventStore, pool: &Pool, confi
     if !locked {
         return Err(Error::Rebuild(format!("{name}: another rebuild of this read model is running")));
     }
-    let live = checkpoint(&**client, name).await?;
-    let schema = format!("rm_{name}_{}", generation(name, &live.schema)? + 1);
-    let outcome = build_and_swap(model, store, &mut client, config, &live.schema, &schema).await;
-    if outcome.is_err() {
-        // The views never pointed at it; nothing reads it.
-        if let Err(e) = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await {
-            tracing::warn!(projection = name, schema, error = %e, "could not drop the unfinished generation");
-        }
-    }
+    let outcome = rebuild_locked(model, store, &mut client, config).await;
     // A pooled connection outlives this call: the session lock must be released explicitly.
     if let Err(e) = client.execute("SELECT pg_advisory_unlock($1, hashtext($2))", &[&LOCK_CLASS, &name]).await {
         tracing::warn!(projection = name, error = %e, "could not release the rebuild lock");
@@ -131,6 +123,26 @@ pub async fn run<M: ReadModel>(model: &M, store: &EventStore, pool: &Pool, confi
             "could not drop the old generation; drop the schema by hand"),
     }
     Ok(rebuilt)
+}
+
+/// The rebuild, once its lock is held: the new generation swapped in, or dropped on failure.
+async fn rebuild_locked<M: ReadModel>(
+    model: &M,
+    store: &EventStore,
+    client: &mut tokio_postgres::Client,
+    config: &RebuildConfig,
+) -> Result<Rebuilt> {
+    let name = model.name();
+    let live = checkpoint(&*client, name).await?;
+    let schema = format!("rm_{name}_{}", generation(name, &live.schema)? + 1);
+    let outcome = build_and_swap(model, store, client, config, &live.schema, &schema).await;
+    if outcome.is_err() {
+        // The views never pointed at it; nothing reads it.
+        if let Err(e) = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await {
+            tracing::warn!(projection = name, schema, error = %e, "could not drop the unfinished generation");
+        }
+    }
+    outcome
 }
 
 async fn build_and_swap<M: ReadModel>(
