@@ -171,7 +171,7 @@ async fn rebuild_under_commands_and_queries_equals_a_replay_and_no_query_fails()
     let rebuilds = tokio::spawn({
         let settings = desk.app.settings.clone();
         async move {
-            let config = RebuildConfig { max_batch: 7, ..RebuildConfig::default() };
+            let config = RebuildConfig { max_batch: 20, ..RebuildConfig::default() };
             let mut done = Vec::new();
             for name in READ_MODELS {
                 done.push(ops::rebuild(&settings, name, &config).await.expect("rebuild"));
