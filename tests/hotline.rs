@@ -366,3 +366,77 @@ async fn full_loop_from_order_to_a_dissatisfied_rating_that_reopens_the_case() {
     bridge.stop().await;
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_refused_callback_is_parked_at_once_with_the_hotlines_reason() {
+    let (app, hotline, mut bridge) = setup().await;
+    hotline.refuse_next(1);
+    let case_id = order_in(&bridge, "GD-REFUSED-1").await;
+    dispatch(&app, &case_id).await;
+    let db = app.db().await;
+    let outbox = eventually(WAIT, "a dead letter", || async {
+        let o = callbacks::outbox(&db).await.expect("outbox");
+        (!o.dead.is_empty()).then_some(o)
+    })
+    .await;
+    // A 4xx is not retried: one attempt, the hotline's own words as the reason.
+    assert_eq!(outbox.dead[0].attempts, 1);
+    assert!(outbox.dead[0].reason.contains("refused") && outbox.dead[0].reason.contains("unknown order number"));
+    assert_eq!(hotline.received().len(), 1);
+    // Redelivered once the hotline knows the order.
+    callbacks::redeliver(&db, Redeliver::One(outbox.dead[0].delivery_id)).await.expect("redeliver");
+    hotline.wait_for(WAIT, "the callback accepted", |r| r.iter().any(|r| r.answered == 200)).await;
+    bridge.stop().await;
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn two_bridges_on_one_deployment_deliver_each_callback_once_and_in_order() {
+    let (app, hotline, mut first) = setup().await;
+    let mut second = TestBridge::spawn(&app, test_settings(Some(hotline.url.clone()))).await;
+    hotline.fail_next(4);
+    let lead = lead(&app);
+    let orders = ["GD-PAIR-1", "GD-PAIR-2", "GD-PAIR-3"];
+    for (i, number) in orders.iter().enumerate() {
+        let bridge = if i % 2 == 0 { &first } else { &second };
+        let case_id = order_in(bridge, number).await;
+        dispatch(&app, &case_id).await;
+        // 退单: the committee returns it as outside its remit, and it is dispatched again.
+        let back = rpc::ReturnCaseRequest {
+            meta: meta("return"),
+            case_id: case_id.clone(),
+            reason: "不属于本调委会受理范围".to_owned(),
+        };
+        app.work().await.return_case(req(&lead, back)).await.expect("returned");
+        let again = rpc::DispatchCaseRequest {
+            meta: meta("dispatch-again"),
+            case_id: case_id.clone(),
+            tier: events::Tier::Community as i32,
+            committee_id: COMMITTEE.to_owned(),
+            committee_unit_code: COMMUNITY.to_owned(),
+            risk_level: events::RiskLevel::Low as i32,
+            ..Default::default()
+        };
+        app.work().await.dispatch_case(req(&app.token("dispatcher", STREET), again)).await.expect("dispatched again");
+        sign_for(&app, &case_id).await;
+        progress(&app, &case_id, "已约双方面谈。").await;
+    }
+    hotline.wait_for(WAIT, "every callback accepted", |r| r.iter().filter(|r| r.answered == 200).count() >= 15).await;
+    let accepted = hotline.accepted();
+    assert_eq!(accepted.len(), 15);
+    let mut ids: Vec<&str> = accepted.iter().map(|r| r.delivery_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 15, "each callback accepted once");
+    for number in orders {
+        let of_order: Vec<Received> =
+            accepted.iter().filter(|r| r.body["order_number"] == json!(number)).cloned().collect();
+        assert_eq!(kinds(&of_order), ["progress", "return", "progress", "signed_for", "progress"], "{number}");
+        assert_eq!(of_order[1].body["text"], json!("不属于本调委会受理范围"));
+        let versions: Vec<u64> = of_order.iter().map(|r| r.body["case_version"].as_u64().unwrap_or(0)).collect();
+        assert!(versions.windows(2).all(|w| w[0] < w[1]), "{number} in case order: {versions:?}");
+    }
+    second.stop().await;
+    first.stop().await;
+    app.finish().await;
+}

@@ -34,5 +34,5 @@ bin="${CARGO_TARGET_DIR:-target}/release/fengqiao"
 stack_log "running migrations: $bin migrate"
 "$bin" migrate
 
-stack_log "serving: gRPC $FENGQIAO_GRPC_ADDR, HTTP $FENGQIAO_HTTP_ADDR (Ctrl-C to stop)"
+stack_log "serving: gRPC $FENGQIAO_GRPC_ADDR, hotline bridge HTTP $FENGQIAO_HOTLINE_ADDR (Ctrl-C to stop)"
 exec "$bin" serve "$@"

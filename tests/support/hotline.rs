@@ -183,6 +183,8 @@ struct Hotline {
     fail_next: Mutex<usize>,
     /// Answer 503 to everything.
     down: Mutex<bool>,
+    /// Answer 400 to this many more requests.
+    refuse_next: Mutex<usize>,
 }
 
 /// A real HTTP server playing the hotline's callback endpoint.
@@ -192,7 +194,7 @@ pub struct FakeHotline {
     _server: JoinHandle<()>,
 }
 
-async fn receive(State(state): State<Arc<Hotline>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(State(state): State<Arc<Hotline>>, headers: HeaderMap, body: Bytes) -> (StatusCode, &'static str) {
     let header = |name: &'static str| headers.get(name).map(|v| v.to_str().map(str::to_owned).map_err(|_| ()));
     let keys = [outbound_key()];
     // The fake hotline's clock is the wall clock; the test app's clock started at the wall clock.
@@ -208,7 +210,17 @@ async fn receive(State(state): State<Arc<Hotline>>, headers: HeaderMap, body: By
             false
         }
     };
-    let answered = if failing { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let refusing = {
+        let mut refuse = state.refuse_next.lock().expect("lock");
+        let refusing = *refuse > 0;
+        *refuse = refuse.saturating_sub(1);
+        refusing
+    };
+    let (answered, text) = match (failing, refusing) {
+        (true, _) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        (false, true) => (StatusCode::BAD_REQUEST, "unknown order number"),
+        (false, false) => (StatusCode::OK, "ok"),
+    };
     state.received.lock().expect("lock").push(Received {
         at: Instant::now(),
         answered: answered.as_u16(),
@@ -216,7 +228,7 @@ async fn receive(State(state): State<Arc<Hotline>>, headers: HeaderMap, body: By
         delivery_id: headers.get("x-fengqiao-delivery-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
         body: serde_json::from_slice(&body).unwrap_or_default(),
     });
-    answered
+    (answered, text)
 }
 
 impl FakeHotline {
@@ -235,6 +247,11 @@ impl FakeHotline {
     /// Answers 503 to the next `n` callbacks.
     pub fn fail_next(&self, n: usize) {
         *self.state.fail_next.lock().expect("lock") = n;
+    }
+
+    /// Answers 400 to the next `n` callbacks (the hotline refuses their content).
+    pub fn refuse_next(&self, n: usize) {
+        *self.state.refuse_next.lock().expect("lock") = n;
     }
 
     /// Answers 503 to every callback while `down`.

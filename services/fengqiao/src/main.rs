@@ -190,15 +190,28 @@ async fn main() -> anyhow::Result<()> {
                 fengqiao::telemetry::serve_metrics(addr)?;
             }
             let clock: Arc<dyn fengqiao_domain::Clock> = Arc::new(fengqiao_domain::clock::SystemClock);
-            let bridge = fengqiao::hotline::Bridge::build(&settings, clock.clone()).await?;
+            let bridge = match settings.hotline.enabled {
+                true => Some(fengqiao::hotline::Bridge::build(&settings, clock.clone()).await?),
+                false => None,
+            };
             let app = Application::build(settings, clock).await?;
-            tracing::info!(addr = %app.local_addr()?, hotline = %bridge.local_addr()?, "fengqiao serving gRPC and the hotline bridge");
+            let hotline = bridge.as_ref().map(|b| b.local_addr()).transpose()?;
+            tracing::info!(addr = %app.local_addr()?, hotline = ?hotline, "fengqiao serving gRPC, and the hotline bridge when enabled");
             // One signal stops both; either failing stops the other.
             let (stop, stopping) = tokio::sync::watch::channel(false);
             let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
                 let _ = rx.wait_for(|s| *s).await;
             };
-            let mut bridge = tokio::spawn(bridge.run(stopped(stopping.clone())));
+            let bridge_stop = stopped(stopping.clone());
+            let mut bridge = tokio::spawn(async move {
+                match bridge {
+                    Some(bridge) => bridge.run(bridge_stop).await,
+                    None => {
+                        bridge_stop.await;
+                        Ok(())
+                    }
+                }
+            });
             let mut app = tokio::spawn(app.run(stopped(stopping)));
             let first = tokio::select! {
                 () = app::shutdown_signal() => Ok(()),

@@ -52,6 +52,9 @@ pub const DEV_OUTBOUND_SECRET: &str = "fengqiao-local-hotline-outbound-secret-ch
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HotlineSettings {
+    /// Whether `fengqiao serve` runs the bridge (`fengqiao hotline serve` always does): an
+    /// instance that serves gRPC only sets it false.
+    pub enabled: bool,
     /// HTTP listen address of the bridge; port 0 picks a free port (tests).
     pub addr: SocketAddr,
     /// The hotline's jurisdiction: work orders must lie in this unit's subtree.
@@ -88,7 +91,8 @@ pub struct HotlineSettings {
 impl Default for HotlineSettings {
     fn default() -> Self {
         Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], 18345)),
+            enabled: true,
+            addr: SocketAddr::from(([127, 0, 0, 1], 18080)),
             unit_code: "500116000000".to_owned(),
             subject: "hotline-12345".to_owned(),
             inbound_keys: vec![HmacKey { kid: "dev".to_owned(), secret: DEV_INBOUND_SECRET.to_owned() }],
