@@ -24,6 +24,7 @@ mod report;
 mod serve;
 mod stack;
 mod stats;
+mod timers;
 mod workload;
 
 use std::path::PathBuf;
@@ -35,7 +36,7 @@ use serde_json::json;
 use crate::report::{Row, mib, percentiles, rate, thousands};
 use crate::stack::{Environment, Stack};
 use crate::stats::per_second;
-use crate::workload::{Geography, Tokens};
+use crate::workload::{Geography, Tokens, generated_life};
 
 /// Targets from the benchmark issue.
 const TARGET_THROUGHPUT: f64 = 0.70;
@@ -89,6 +90,9 @@ struct Options {
     /// Samples of each query (default by mode).
     #[arg(long)]
     query_samples: Option<usize>,
+    /// Due deadlines the timer worker fires in X1 (default: 100,000; 2,000 with --quick).
+    #[arg(long)]
+    timer_deadlines: Option<u64>,
     /// Measure only the limits (L1–L3): what the machine allows right now.
     #[arg(long)]
     limits_only: bool,
@@ -107,6 +111,7 @@ struct Plan {
     cases: u64,
     generator_concurrency: usize,
     query_samples: usize,
+    timer_deadlines: u64,
 }
 
 impl Plan {
@@ -129,6 +134,7 @@ impl Plan {
             cases: o.cases.unwrap_or(cases).max(20),
             generator_concurrency: 512,
             query_samples: o.query_samples.unwrap_or(query_samples).max(1),
+            timer_deadlines: o.timer_deadlines.unwrap_or(if o.quick { 2_000 } else { 100_000 }).max(2),
         }
     }
 }
@@ -287,17 +293,14 @@ async fn measure(stack: &Stack, plan: Plan) -> anyhow::Result<(Vec<Row>, serde_j
             "memory".to_owned(),
             json!({ "idle": command_memory.idle, "commands": command_memory.peak, "rebuild": rebuild_memory }),
         );
-        found.rows.push(
-            Row::new("X1", "timers: scan and fire 100,000 due deadlines", None, "not measured".to_owned(), "")
-                .note("escalation timers are not on main yet"),
-        );
+        measure_timers(stack, &plan, &limits, &mut found).await?;
     }
     Ok((found.rows, serde_json::Value::Object(found.details)))
 }
 
 /// 1. Raw JetStream publish and PostgreSQL batched insert (L1–L3).
 async fn measure_limits(stack: &Stack, plan: &Plan, found: &mut Findings) -> anyhow::Result<Limits> {
-    eprintln!("[1/5] limits: raw JetStream publish and PostgreSQL batched insert");
+    eprintln!("[1/6] limits: raw JetStream publish and PostgreSQL batched insert");
     let seconds = Duration::from_secs(plan.limit_seconds);
     let publish = limits::jetstream(&stack.fresh("raw"), seconds, seconds, plan.window).await?;
     let insert = limits::postgres(stack, &stack.fresh("pg"), seconds, 1_000).await?;
@@ -367,7 +370,7 @@ async fn measure_commands(
     limits: &Limits,
     found: &mut Findings,
 ) -> anyhow::Result<CommandMemory> {
-    eprintln!("[2/5] command throughput over gRPC ({} clients)", plan.clients);
+    eprintln!("[2/6] command throughput over gRPC ({} clients)", plan.clients);
     let settings = stack.fresh("cmd");
     stack.create_database(&settings).await?;
     let server = serve::Server::start(&settings).await?;
@@ -411,7 +414,7 @@ async fn measure_commands(
         json!({ "register": throughput_json(&register), "whole_life": throughput_json(&mixed) }),
     );
 
-    eprintln!("[3/5] latency at half the measured registration rate");
+    eprintln!("[3/6] latency at half the measured registration rate");
     let offered = (register.per_s * 0.5).max(2.0);
     let latency = load::open_loop(&server, &tokens, LOAD_GEOGRAPHY, "lat", offered, seconds).await?;
     server.stop().await?;
@@ -478,10 +481,11 @@ async fn measure_history(
     limits: &Limits,
     found: &mut Findings,
 ) -> anyhow::Result<procfs::Memory> {
-    eprintln!("[4/5] generating {} cases of history, then rebuilding the read models", thousands(plan.cases));
+    eprintln!("[4/6] generating {} cases of history, then rebuilding the read models", thousands(plan.cases));
     let settings = stack.fresh("rebuild");
     let generated =
-        rebuild::generate(&settings, HISTORY_GEOGRAPHY, "hist", plan.cases, plan.generator_concurrency).await?;
+        rebuild::generate(&settings, HISTORY_GEOGRAPHY, "hist", plan.cases, plan.generator_concurrency, generated_life)
+            .await?;
     let (server, rebuilt) = rebuild::rebuild(stack, &settings, &generated).await?;
     let scale_note = if generated.events >= 1_000_000 {
         String::new()
@@ -548,7 +552,7 @@ async fn measure_history(
         }),
     );
 
-    eprintln!("[5/5] queries over {} cases", thousands(generated.cases));
+    eprintln!("[5/6] queries over {} cases", thousands(generated.cases));
     let tokens = Tokens::mint(&server.settings.auth, &HISTORY_GEOGRAPHY)?;
     let queries =
         rebuild::queries(&server, &tokens, HISTORY_GEOGRAPHY, "hist", generated.cases, plan.query_samples).await?;
@@ -588,6 +592,33 @@ async fn measure_history(
             .collect(),
     );
     Ok(rebuilt.memory)
+}
+
+/// 6. The timer worker firing every due deadline of a history (X1).
+async fn measure_timers(stack: &Stack, plan: &Plan, limits: &Limits, found: &mut Findings) -> anyhow::Result<()> {
+    eprintln!("[6/6] timers: {} due deadlines scanned and fired", thousands(plan.timer_deadlines));
+    let fired = timers::measure(stack, HISTORY_GEOGRAPHY, plan.timer_deadlines, plan.generator_concurrency).await?;
+    found.rows.push(
+        Row::new(
+            "X1",
+            format!("timers: scan and fire {} due deadlines (one worker)", thousands(fired.due)),
+            Some(fired.per_s),
+            format!("{:.1} s; {} firings", fired.elapsed.as_secs_f64(), rate(fired.per_s)),
+            "/s",
+        )
+        .against("L1", limits.publish.sequential_per_s)
+        .note(format!(
+            "{} cases, each a dispatched 12345 order (reply and sign-for deadlines), clock moved 30 days on; \
+             {} breaches recorded, {} re-decided before projection and refused, {} scans; CPU: machine {:.0}%",
+            thousands(fired.cases),
+            thousands(fired.recorded),
+            thousands(fired.refused),
+            fired.ticks,
+            fired.cpu.machine_busy_pct
+        )),
+    );
+    found.details.insert("timers".to_owned(), json!(fired));
+    Ok(())
 }
 
 fn throughput_json(t: &load::Throughput) -> serde_json::Value {

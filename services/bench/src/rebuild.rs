@@ -20,7 +20,7 @@ use fengqiao::settings::Settings;
 
 use crate::stack::Stack;
 use crate::stats::{Samples, per_second};
-use crate::workload::{self, CasePlan, Clients, Geography, Tokens, authorised, generated_life};
+use crate::workload::{self, CasePlan, Clients, Geography, StepKind, Tokens, authorised};
 
 /// The history written for the rebuild.
 #[derive(Debug, Clone, Copy)]
@@ -32,8 +32,8 @@ pub struct Generated {
     pub elapsed: Duration,
 }
 
-/// Writes `cases` cases (each living its [`generated_life`]) to `settings`' stream with
-/// `concurrency` cases in progress at a time.
+/// Writes `cases` cases (case `i` living `life(i)`, e.g. [`generated_life`]) to `settings'`
+/// stream with `concurrency` cases in progress at a time.
 ///
 /// # Errors
 /// NATS unreachable or a step refused (a bug in the plan).
@@ -43,6 +43,7 @@ pub async fn generate(
     tag: &str,
     cases: u64,
     concurrency: usize,
+    life: fn(u64) -> &'static [StepKind],
 ) -> anyhow::Result<Generated> {
     let store = fengqiao::app::open_store(settings).await?;
     let handler = Arc::new(CommandHandler::new(store.clone(), Arc::new(fengqiao_domain::clock::SystemClock)));
@@ -62,7 +63,7 @@ pub async fn generate(
                 }
                 let plan = CasePlan::new(&tag, index, &geo);
                 let mut version = 0;
-                for &kind in generated_life(index) {
+                for &kind in life(index) {
                     let step = plan.step(kind, jiff::Timestamp::now().as_millisecond());
                     version = workload::execute(&handler, &plan, &step).await?.version;
                     commits.fetch_add(1, Ordering::Relaxed);
