@@ -325,6 +325,16 @@ pub struct Sla {
     default: Calendar,
 }
 
+/// The SLA policy shipped as `deploy/sla.toml`, compiled in.
+pub const BUNDLED_POLICY: &str = include_str!("../../../deploy/sla.toml");
+/// The national calendars shipped in `deploy/calendars/`, compiled in.
+pub const BUNDLED_CALENDARS: [&str; 2] = [
+    include_str!("../../../deploy/calendars/cn-national-2025.toml"),
+    include_str!("../../../deploy/calendars/cn-national-2026.toml"),
+];
+/// The committee directory shipped as `deploy/committees.toml`, compiled in.
+pub const BUNDLED_COMMITTEES: &str = include_str!("../../../deploy/committees.toml");
+
 impl Sla {
     /// Bundles `policy` with `calendars` (one per jurisdiction, each possibly several years).
     ///
@@ -382,14 +392,8 @@ impl Sla {
     /// # Errors
     /// Only if the shipped files are broken, which the tests rule out.
     pub fn bundled() -> Result<Self, SlaError> {
-        let sla = Self::from_texts(
-            include_str!("../../../deploy/sla.toml"),
-            &[
-                include_str!("../../../deploy/calendars/cn-national-2025.toml"),
-                include_str!("../../../deploy/calendars/cn-national-2026.toml"),
-            ],
-        )?;
-        Ok(sla.with_directory(Directory::parse(include_str!("../../../deploy/committees.toml"))?))
+        let sla = Self::from_texts(BUNDLED_POLICY, &BUNDLED_CALENDARS)?;
+        Ok(sla.with_directory(Directory::parse(BUNDLED_COMMITTEES)?))
     }
 
     /// The committee directory.

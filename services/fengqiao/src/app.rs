@@ -10,7 +10,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
 use fengqiao_domain::Clock;
-use fengqiao_domain::sla::Sla;
 use fengqiao_eventstore::{EventStore, StoreConfig};
 use fengqiao_projection::projector::{self, ProjectorConfig, ReadModel};
 use fengqiao_projection::{cases, deadlines, referrals, statistics, work_queues};
@@ -160,7 +159,7 @@ impl Application {
         }
         let (queue_changes, _) = broadcast::channel(settings.watch_buffer.max(1));
         let (stop, stopping) = watch::channel(false);
-        let sla = Arc::new(Sla::bundled().context("loading the SLA policy and calendars")?);
+        let sla = Arc::new(settings.rules.load()?);
         let shared = Arc::new(Shared {
             authenticator: Authenticator::new(&settings.auth)?,
             commands: CommandHandler::new(store.clone(), clock.clone()),

@@ -39,6 +39,15 @@ struct Overrides {
     metrics_addr: Option<SocketAddr>,
     #[arg(long, global = true, env = "FENGQIAO_NATS_URL")]
     nats_url: Option<String>,
+    /// SLA policy file replacing the compiled-in `deploy/sla.toml`.
+    #[arg(long, global = true, env = "FENGQIAO_SLA_POLICY")]
+    sla_policy: Option<PathBuf>,
+    /// Calendar files replacing the compiled-in national calendars, comma-separated.
+    #[arg(long, global = true, env = "FENGQIAO_CALENDARS", value_delimiter = ',')]
+    calendars: Option<Vec<PathBuf>>,
+    /// Committee directory file replacing the compiled-in `deploy/committees.toml`.
+    #[arg(long, global = true, env = "FENGQIAO_COMMITTEES")]
+    committees: Option<PathBuf>,
     #[arg(long, global = true, env = "FENGQIAO_DATABASE_URL")]
     database_url: Option<String>,
     #[arg(long, global = true, env = "FENGQIAO_STREAM")]
@@ -133,6 +142,15 @@ impl Overrides {
         }
         if let Some(v) = self.nats_url {
             s.nats_url = v;
+        }
+        if let Some(v) = self.sla_policy {
+            s.rules.sla_policy = Some(v);
+        }
+        if let Some(v) = self.calendars {
+            s.rules.calendars = v;
+        }
+        if let Some(v) = self.committees {
+            s.rules.committees = Some(v);
         }
         if let Some(v) = self.database_url {
             s.database_url = v;

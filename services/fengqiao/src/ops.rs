@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use fengqiao_domain::sla::Sla;
 use fengqiao_projection::rebuild::{self, RebuildConfig, Rebuilt};
 use fengqiao_projection::status::{self, Status};
 
@@ -116,7 +115,7 @@ pub async fn rebuild(settings: &Settings, name: &str, config: &RebuildConfig) ->
     let name = read_model(name)?;
     let store = app::open_store(settings).await?;
     let pool = app::pool(&settings.database_url, 1)?;
-    let sla = Arc::new(Sla::bundled().context("loading the SLA policy and calendars")?);
+    let sla = Arc::new(settings.rules.load()?);
     let rebuilt = with_read_model!(name, sla, |model| rebuild::run(&model, &store, &pool, config).await)
         .ok_or_else(|| anyhow::anyhow!("read model {name} has no rebuild: add it to fengqiao::with_read_model"))?;
     Ok(rebuilt?)

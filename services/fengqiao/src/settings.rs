@@ -43,6 +43,66 @@ pub struct Settings {
     pub timers: TimerSettings,
     /// The 12345 hotline bridge (`crate::hotline`).
     pub hotline: crate::hotline::HotlineSettings,
+    /// The SLA policy, calendars and committee directory deadlines are computed by.
+    pub rules: RulesSettings,
+}
+
+/// Where the deadline rules come from: each file given replaces the copy of `deploy/` compiled
+/// into the binary. Every process of a deployment (`serve`, `projections rebuild`, extra timer
+/// workers) must be given the same files; a changed policy applies to running clocks from the next
+/// computation, and `fengqiao projections rebuild deadlines` recomputes every open deadline by it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesSettings {
+    /// The SLA policy (format of `deploy/sla.toml`).
+    pub sla_policy: Option<PathBuf>,
+    /// Jurisdiction calendars (format of `deploy/calendars/*.toml`); when any is given, these are
+    /// all the calendars there are.
+    pub calendars: Vec<PathBuf>,
+    /// The committee directory the escalation ladder routes to (format of `deploy/committees.toml`).
+    pub committees: Option<PathBuf>,
+}
+
+impl RulesSettings {
+    /// Loads the rules: the files given, the compiled-in copies for the rest.
+    ///
+    /// # Errors
+    /// A file unreadable or invalid, named with the problem the parser found.
+    pub fn load(&self) -> anyhow::Result<fengqiao_domain::sla::Sla> {
+        use anyhow::Context as _;
+        use fengqiao_domain::sla;
+        let read = |path: &Path, what: &str| {
+            std::fs::read_to_string(path).with_context(|| format!("reading the {what} {}", path.display()))
+        };
+        let policy = match &self.sla_policy {
+            Some(path) => read(path, "SLA policy")?,
+            None => sla::BUNDLED_POLICY.to_owned(),
+        };
+        let calendars: Vec<String> = if self.calendars.is_empty() {
+            sla::BUNDLED_CALENDARS.iter().map(|c| (*c).to_owned()).collect()
+        } else {
+            self.calendars.iter().map(|p| read(p, "calendar")).collect::<anyhow::Result<_>>()?
+        };
+        let committees = match &self.committees {
+            Some(path) => read(path, "committee directory")?,
+            None => sla::BUNDLED_COMMITTEES.to_owned(),
+        };
+        let names = |kind: &str, path: &Option<PathBuf>| match path {
+            Some(p) => format!("{kind} {}", p.display()),
+            None => format!("{kind} compiled in"),
+        };
+        let texts: Vec<&str> = calendars.iter().map(String::as_str).collect();
+        let rules = sla::Sla::from_texts(&policy, &texts).with_context(|| {
+            format!(
+                "loading the {} with its calendars ({})",
+                names("SLA policy", &self.sla_policy),
+                if self.calendars.is_empty() { "compiled in".to_owned() } else { format!("{:?}", self.calendars) }
+            )
+        })?;
+        let directory = fengqiao_domain::directory::Directory::parse(&committees)
+            .with_context(|| format!("loading the {}", names("committee directory", &self.committees)))?;
+        Ok(rules.with_directory(directory))
+    }
 }
 
 /// The timer worker of `fengqiao serve`. Any number of instances may run one at once: each
@@ -195,6 +255,7 @@ impl Default for Settings {
             metrics_addr: None,
             timers: TimerSettings::default(),
             hotline: crate::hotline::HotlineSettings::default(),
+            rules: RulesSettings::default(),
         }
     }
 }
@@ -239,5 +300,82 @@ fn redact_url(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory of its own under the system's temporary directory, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new() -> Self {
+            let dir = std::env::temp_dir().join(format!("fengqiao-rules-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&dir).expect("a scratch directory");
+            Self(dir)
+        }
+
+        fn write(&self, name: &str, text: &str) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, text).expect("a scratch file");
+            path
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn without_files_the_rules_are_the_compiled_in_ones() {
+        let rules = RulesSettings::default().load().expect("the compiled-in rules load");
+        let bundled = fengqiao_domain::sla::Sla::bundled().expect("bundled");
+        assert_eq!(rules.policy().version(), bundled.policy().version());
+        assert_eq!(rules.policy().version(), "2025-1");
+    }
+
+    #[test]
+    fn a_policy_file_replaces_the_compiled_in_policy() {
+        let scratch = Scratch::new();
+        let text = fengqiao_domain::sla::BUNDLED_POLICY
+            .replace("version = \"2025-1\"", "version = \"jiangjin-2026\"")
+            .replace("length = \"30 days\"\npausable = true", "length = \"20 days\"\npausable = true");
+        assert!(text.contains("jiangjin-2026") && text.contains("\"20 days\""), "the edit applies to the shipped file");
+        let rules = RulesSettings { sla_policy: Some(scratch.write("sla.toml", &text)), ..RulesSettings::default() }
+            .load()
+            .expect("the edited policy loads");
+        assert_eq!(rules.policy().version(), "jiangjin-2026");
+        let mediation = rules.policy().clock(fengqiao_domain::event::pb::Clock::Mediation).expect("mediation clock");
+        let twenty_days = fengqiao_domain::sla::parse_length("length", "20 days").expect("a length");
+        assert_eq!(mediation.length, twenty_days);
+    }
+
+    #[test]
+    fn an_unreadable_or_invalid_file_is_refused_by_name() {
+        let scratch = Scratch::new();
+        let missing = scratch.0.join("nowhere.toml");
+        let err = RulesSettings { sla_policy: Some(missing.clone()), ..RulesSettings::default() }
+            .load()
+            .expect_err("a missing file is refused");
+        assert!(format!("{err:#}").contains(&missing.display().to_string()), "{err:#}");
+
+        let broken = fengqiao_domain::sla::BUNDLED_POLICY.replace("length = \"30 days\"", "length = \"thirty days\"");
+        let path = scratch.write("broken.toml", &broken);
+        let err = RulesSettings { sla_policy: Some(path.clone()), ..RulesSettings::default() }
+            .load()
+            .expect_err("a bad length is refused");
+        let message = format!("{err:#}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("thirty days"), "the problem is named: {message}");
+
+        let calendar = scratch.write("cal.toml", "format = 1\n");
+        let err = RulesSettings { calendars: vec![calendar], ..RulesSettings::default() }
+            .load()
+            .expect_err("an incomplete calendar is refused");
+        assert!(format!("{err:#}").contains("cal.toml"), "{err:#}");
     }
 }

@@ -150,15 +150,15 @@ impl TimerWorker {
         Self { commands: CommandHandler::new(store, clock.clone()), pool, sla, clock, batch: settings.batch.max(1) }
     }
 
-    /// A worker with its own connections to the stream and database of `settings`, deciding by the
-    /// bundled SLA policy: another timer instance, as a separate process would run it.
+    /// A worker with its own connections to the stream and database of `settings`, deciding by its
+    /// rules (`settings.rules`): another timer instance, as a separate process would run it.
     ///
     /// # Errors
-    /// NATS or PostgreSQL unreachable; a broken bundled policy.
+    /// NATS or PostgreSQL unreachable; the rules unreadable or invalid.
     pub async fn connect(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let store = crate::app::open_store(settings).await?;
         let pool = crate::app::pool(&settings.database_url, 2)?;
-        let sla = Arc::new(Sla::bundled()?);
+        let sla = Arc::new(settings.rules.load()?);
         Ok(Self::new(store, pool, sla, clock, &settings.timers))
     }
 
