@@ -16,7 +16,6 @@ use fengqiao::app::Application;
 use fengqiao::timers::TimerWorker;
 use fengqiao_domain::Clock as _;
 use fengqiao_domain::clock::ManualClock;
-use fengqiao_domain::sla::Sla;
 use fengqiao_projection::deadlines;
 
 use crate::procfs::{CpuMeter, CpuUse};
@@ -98,7 +97,7 @@ async fn fire_all(
 
     let store = fengqiao::app::open_store(settings).await?;
     let pool = fengqiao::app::pool(&settings.database_url, 2)?;
-    let sla = Arc::new(Sla::bundled()?);
+    let sla = Arc::new(settings.rules.load()?);
     let worker = TimerWorker::new(store, pool, sla, clock, &settings.timers);
     let limit = Duration::from_secs(300 + due / 100);
     let cpu = CpuMeter::start(None);
