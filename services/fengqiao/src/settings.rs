@@ -117,11 +117,14 @@ pub struct TimerSettings {
     pub interval_ms: u64,
     /// Most firings taken from one scan; the rest wait for the next one.
     pub batch: u32,
+    /// Cases whose firings are committed side by side (one case's firings go one after another):
+    /// their durable publishes then share the stream's disk writes.
+    pub concurrency: usize,
 }
 
 impl Default for TimerSettings {
     fn default() -> Self {
-        Self { enabled: true, interval_ms: 1000, batch: 500 }
+        Self { enabled: true, interval_ms: 1000, batch: 500, concurrency: 16 }
     }
 }
 
@@ -134,13 +137,14 @@ impl TimerSettings {
     /// Refuses settings a worker cannot run with.
     ///
     /// # Errors
-    /// A zero interval or batch, named.
+    /// A zero interval, batch or concurrency, named.
     pub fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.interval_ms > 0,
             "timers.interval_ms: must be at least 1 (set timers.enabled = false instead)"
         );
         anyhow::ensure!(self.batch > 0, "timers.batch: must be at least 1");
+        anyhow::ensure!(self.concurrency > 0, "timers.concurrency: must be at least 1");
         Ok(())
     }
 }

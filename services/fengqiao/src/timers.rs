@@ -129,6 +129,7 @@ pub struct TimerWorker {
     sla: Arc<Sla>,
     clock: Arc<dyn Clock>,
     batch: u32,
+    concurrency: usize,
 }
 
 impl std::fmt::Debug for TimerWorker {
@@ -147,7 +148,14 @@ impl TimerWorker {
         clock: Arc<dyn Clock>,
         settings: &TimerSettings,
     ) -> Self {
-        Self { commands: CommandHandler::new(store, clock.clone()), pool, sla, clock, batch: settings.batch.max(1) }
+        Self {
+            commands: CommandHandler::new(store, clock.clone()),
+            pool,
+            sla,
+            clock,
+            batch: settings.batch.max(1),
+            concurrency: settings.concurrency.max(1),
+        }
     }
 
     /// A worker with its own connections to the stream and database of `settings`, deciding by its
@@ -216,10 +224,34 @@ impl TimerWorker {
     /// The read model cannot be read. Failures of single firings are counted in [`Tick::failed`]
     /// and logged; they are due again at the next tick.
     pub async fn tick(&self) -> Result<Tick, fengqiao_projection::Error> {
+        use futures::StreamExt as _;
         let firings = self.plan().await?;
         let mut tick = Tick { due: firings.len(), ..Tick::default() };
-        for firing in &firings {
-            match self.fire(firing).await {
+        // One case's firings go one after another, each decided on the case the previous one left;
+        // different cases go side by side, so their durable publishes share the stream's fsyncs.
+        let mut cases: Vec<Vec<Firing>> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for firing in firings {
+            let i = *index.entry(firing.case_id).or_insert_with(|| {
+                cases.push(Vec::new());
+                cases.len() - 1
+            });
+            cases[i].push(firing);
+        }
+        let outcomes: Vec<Vec<(Firing, Result<Fired, CommandError>)>> = futures::stream::iter(cases)
+            .map(|group| async move {
+                let mut out = Vec::with_capacity(group.len());
+                for firing in group {
+                    let outcome = self.fire(&firing).await;
+                    out.push((firing, outcome));
+                }
+                out
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for (firing, outcome) in outcomes.into_iter().flatten() {
+            match outcome {
                 Ok(Fired::Recorded { .. }) => tick.recorded += 1,
                 Ok(Fired::Replayed) => tick.replayed += 1,
                 Ok(Fired::Refused(reason)) => {
