@@ -476,15 +476,18 @@ pub struct Serve {
 }
 
 impl Serve {
-    /// Instance `n` for `settings` (its gRPC address is replaced by a free port), logging to
+    /// Instance `n` for `settings` (its gRPC and hotline addresses are free ports), logging to
     /// `dir/fengqiao-<n>.log`. Not started.
     ///
     /// # Errors
     /// No free port.
     pub fn new(settings: &Settings, dir: &Path, n: usize) -> anyhow::Result<Self> {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let hotline = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let envs = vec![
             ("FENGQIAO_GRPC_ADDR".to_owned(), addr.to_string()),
+            // Each instance's hotline bridge on a port of its own, like its gRPC listener.
+            ("FENGQIAO_HOTLINE_ADDR".to_owned(), hotline.to_string()),
             ("FENGQIAO_NATS_URL".to_owned(), settings.nats_url.clone()),
             ("FENGQIAO_DATABASE_URL".to_owned(), settings.database_url.clone()),
             ("FENGQIAO_STREAM".to_owned(), settings.stream.clone()),
