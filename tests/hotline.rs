@@ -359,6 +359,22 @@ async fn full_loop_from_order_to_a_dissatisfied_rating_that_reopens_the_case() {
     .await;
     let kinds = kinds(&hotline.accepted());
     assert_eq!(kinds, ["progress", "signed_for", "progress", "final_reply", "progress"]);
+    let listed = |query: &'static str| {
+        let bridge = &bridge;
+        async move {
+            let (status, text) =
+                bridge.get_plain(&format!("/open311/v2/requests.json?api_key={OPEN311_KEY}&{query}")).await;
+            assert_eq!(status, StatusCode::OK, "{text}");
+            serde_json::from_str::<Value>(&text).expect("json").as_array().map_or(0, Vec::len)
+        }
+    };
+    assert_eq!(listed("service_request_id=GD-LOOP-1,GD-NONE").await, 1);
+    assert_eq!(listed("status=closed").await, 0);
+    assert_eq!(listed("start_date=2026-11-23T09:15:00%2B08:00").await, 1);
+    assert_eq!(listed("end_date=2026-11-23T09:15:00%2B08:00").await, 0);
+    let (status, _) =
+        bridge.get_plain(&format!("/open311/v2/requests.json?api_key={OPEN311_KEY}&status=pending")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = bridge.get_plain("/open311/v2/requests.json?api_key=wrong").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, document) = bridge.get_plain("/hotline/v1/openapi.yaml").await;
