@@ -1,9 +1,11 @@
 //! What must hold after a scenario, checked against the servers directly (never through the
 //! proxies): every acknowledged command is in the stream exactly once, at the sequence and version
 //! the client was told; every retried command converges to that one result when sent again; the
-//! read models equal a fresh replay of the stream from sequence 0.
+//! read models equal a fresh replay of the stream from sequence 0; every deadline fired at most
+//! once and every due one fired; every callback of the 12345 bridge delivered (or dead-lettered
+//! with its reason), in order per order, each delivery id with one content.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -11,7 +13,8 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use futures::StreamExt as _;
 
 use fengqiao::settings::Settings;
-use fengqiao_tests::{checkpoints, connect, create_database, project_until, read_model_rows};
+use fengqiao_tests::hotline::Received;
+use fengqiao_tests::{checkpoints, connect, create_database, events as pb, project_until, read_model_rows};
 
 use crate::workload::{Clients, Sent, Tokens, with_retries};
 
@@ -23,7 +26,20 @@ pub struct Stored {
     pub key: String,
     pub version_before: u64,
     pub events: u64,
+    /// The deadlines the commit fired (the timer worker's commits).
+    pub fired: Vec<Fired>,
 }
+
+/// A `DeadlineWarned` or `DeadlineBreached` event.
+#[derive(Debug, Clone)]
+pub struct Fired {
+    pub breached: bool,
+    pub clock: i32,
+    pub deadline_id: String,
+}
+
+/// The idempotency keys of the timer worker's commits start so (`timer:{kind}:{deadline}:{case}`).
+const TIMER_KEY: &str = "timer:";
 
 /// Reads every commit of `stream` from the servers at `urls` (comma-separated), in order.
 ///
@@ -47,7 +63,21 @@ pub async fn read_stream(urls: &str, stream: &str) -> anyhow::Result<Vec<Stored>
             let message = message?;
             let sequence = message.info().map_err(|e| anyhow::anyhow!("{e}"))?.stream_sequence;
             let commit = fengqiao_eventstore::decode(sequence, &message.payload)?.commit;
+            let fired = commit
+                .events
+                .iter()
+                .filter_map(|e| match e.event.as_ref()?.kind.as_ref()? {
+                    pb::event::Kind::DeadlineWarned(w) => {
+                        Some(Fired { breached: false, clock: w.clock, deadline_id: w.deadline_id.clone() })
+                    }
+                    pb::event::Kind::DeadlineBreached(b) => {
+                        Some(Fired { breached: true, clock: b.clock, deadline_id: b.deadline_id.clone() })
+                    }
+                    _ => None,
+                })
+                .collect();
             stored.push(Stored {
+                fired,
                 sequence,
                 case_id: commit.case_id,
                 key: commit.idempotency_key,
@@ -108,7 +138,7 @@ pub fn verify(records: &[Sent], stored: &[Stored]) -> Verdict {
     }
     let sent_keys: std::collections::HashSet<&str> = records.iter().map(|r| r.key.as_str()).collect();
     for s in stored {
-        if !sent_keys.contains(s.key.as_str()) {
+        if !sent_keys.contains(s.key.as_str()) && !s.key.starts_with(TIMER_KEY) {
             v.problems.push(format!("sequence {} holds key {} that no client sent", s.sequence, s.key));
         }
     }
@@ -261,6 +291,150 @@ pub async fn read_models_match(
     Ok(caught_up)
 }
 
+/// What the timer worker did in a scenario.
+#[derive(Debug, Default)]
+pub struct Deadlines {
+    pub warned: usize,
+    pub breached: usize,
+    /// Deadlines fired more than once.
+    pub problems: Vec<String>,
+    /// Due deadlines not (yet) breached.
+    pub missing: Vec<String>,
+}
+
+/// Holds the firings in the stream against the deadlines known to be due: no (case, deadline)
+/// warned twice or breached twice, and every case of `due` has its `hotline_reply` breach.
+pub fn deadlines(stored: &[Stored], due: &[String]) -> Deadlines {
+    let mut d = Deadlines::default();
+    let mut seen: HashMap<(&str, &str, bool), Vec<u64>> = HashMap::new();
+    let mut reply_breached: HashSet<&str> = HashSet::new();
+    for s in stored {
+        for f in &s.fired {
+            seen.entry((s.case_id.as_str(), f.deadline_id.as_str(), f.breached)).or_default().push(s.sequence);
+            if f.breached {
+                d.breached += 1;
+                if f.clock == pb::Clock::HotlineReply as i32 {
+                    reply_breached.insert(s.case_id.as_str());
+                }
+            } else {
+                d.warned += 1;
+            }
+        }
+    }
+    for ((case, deadline, breached), seqs) in &seen {
+        if seqs.len() > 1 {
+            let what = if *breached { "breached" } else { "warned" };
+            d.problems
+                .push(format!("deadline {deadline} of case {case} {what} {} times (sequences {seqs:?})", seqs.len()));
+        }
+    }
+    d.missing = due.iter().filter(|c| !reply_breached.contains(c.as_str())).cloned().collect();
+    d
+}
+
+/// What became of the 12345 bridge's callbacks.
+#[derive(Debug, Default)]
+pub struct Callbacks {
+    pub delivered: usize,
+    pub dead: usize,
+    /// Deliveries posted again after a 2xx (an answer the bridge lost): allowed, the hotline
+    /// deduplicates on the delivery id.
+    pub resent: usize,
+    /// Requests the hotline answered with an error (503 while it was down).
+    pub refused: usize,
+    pub problems: Vec<String>,
+}
+
+/// Waits until the bridge has read the whole stream (its durable consumer has nothing pending
+/// or unacknowledged) and has no callback left to post (none `pending` in the outbox).
+///
+/// # Errors
+/// Not within `within`.
+pub async fn callbacks_settled(settings: &Settings, within: Duration) -> anyhow::Result<Duration> {
+    let servers: Vec<&str> = settings.nats_url.split(',').collect();
+    let js = async_nats::jetstream::new(async_nats::connect(servers.as_slice()).await?);
+    let db = connect(&settings.database_url).await?;
+    crate::servers::until(within, "the hotline bridge has posted every callback", || async {
+        let consumer = async {
+            let stream = js.get_stream(&settings.stream).await.ok()?;
+            let info = stream.consumer_info(&settings.hotline.consumer).await.ok()?;
+            Some(info.num_pending == 0 && info.num_ack_pending == 0)
+        };
+        let pending = db.query_one("SELECT count(*) FROM hotline_deliveries WHERE status = 'pending'", &[]);
+        consumer.await == Some(true) && pending.await.is_ok_and(|r| r.get::<_, i64>(0) == 0)
+    })
+    .await
+}
+
+/// Holds what the hotline received against the bridge's outbox (`hotline_deliveries` in
+/// `database_url`), as docs/hotline.md promises: every callback delivered or dead-lettered with
+/// its reason; every request signed; each delivery id always posted with the body the outbox
+/// holds; every delivered one received with a 2xx; and per order, no callback posted before the
+/// ones ahead of it were delivered (so the first deliveries arrive in order). A delivery posted
+/// again after a 2xx is at-least-once delivery, counted, not a problem.
+///
+/// # Errors
+/// PostgreSQL unreachable.
+pub async fn callbacks(database_url: &str, received: &[Received]) -> anyhow::Result<Callbacks> {
+    let db = connect(database_url).await?;
+    let rows = db
+        .query(
+            "SELECT delivery_id::text, order_number, body, status, coalesce(last_error, '') FROM hotline_deliveries \
+             ORDER BY order_number, stream_sequence, event_index",
+            &[],
+        )
+        .await?;
+    let mut c = Callbacks::default();
+    // Per delivery id: its order and its place in the order's queue; per order, its queue.
+    let mut outbox: HashMap<String, (String, serde_json::Value)> = HashMap::new();
+    let mut queues: HashMap<String, Vec<String>> = HashMap::new();
+    for row in &rows {
+        let (id, order, body, status, error): (String, String, String, String, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        match status.as_str() {
+            "delivered" => c.delivered += 1,
+            "dead" if !error.is_empty() => c.dead += 1,
+            "dead" => c.problems.push(format!("callback {id} of order {order} dead-lettered without a reason")),
+            other => c.problems.push(format!("callback {id} of order {order} still {other}")),
+        }
+        if status == "delivered" && !received.iter().any(|r| r.delivery_id == id && r.answered < 300) {
+            c.problems.push(format!("callback {id} of order {order} is marked delivered but was never accepted"));
+        }
+        queues.entry(order.clone()).or_default().push(id.clone());
+        outbox.insert(id, (order, serde_json::from_str(&body).unwrap_or_default()));
+    }
+    let mut accepted: HashSet<&str> = HashSet::new();
+    for r in received {
+        let Some((order, body)) = outbox.get(&r.delivery_id) else {
+            c.problems
+                .push(format!("the hotline received delivery {:?}, which the outbox does not hold", r.delivery_id));
+            continue;
+        };
+        if !r.signed {
+            c.problems.push(format!("delivery {} arrived without a valid signature", r.delivery_id));
+        }
+        if &r.body != body {
+            c.problems.push(format!("delivery {} arrived as {}, the outbox holds {body}", r.delivery_id, r.body));
+        }
+        let queue = &queues[order];
+        let ahead = queue.iter().take_while(|id| **id != r.delivery_id);
+        if let Some(undelivered) = ahead.into_iter().find(|id| !accepted.contains(id.as_str())) {
+            c.problems.push(format!(
+                "delivery {} of order {order} posted before {undelivered}, ahead of it, was delivered",
+                r.delivery_id
+            ));
+        }
+        if r.answered < 300 {
+            if !accepted.insert(r.delivery_id.as_str()) {
+                c.resent += 1;
+            }
+        } else {
+            c.refused += 1;
+        }
+    }
+    Ok(c)
+}
+
 /// The checks themselves must be able to fail: a lost, a duplicated, a diverged and a phantom
 /// commit are each reported.
 #[test]
@@ -291,6 +465,7 @@ fn verify_reports_lost_duplicated_diverged_and_unknown_commits() {
         key: key.to_owned(),
         version_before,
         events: 1,
+        fired: Vec::new(),
     };
     let records = [sent("a", "c1", 1, 1), sent("b", "c1", 2, 2), sent("c", "c2", 1, 3), sent("lost", "c3", 1, 9)];
     // "b" twice (the second on the same version: a fork), "c" at another sequence than told,
@@ -316,4 +491,40 @@ fn verify_reports_lost_duplicated_diverged_and_unknown_commits() {
     }
     assert_eq!(verify(&records[..3], &log[..2]).lost, 1);
     assert!(verify(&records[..2], &log[..2]).problems.is_empty());
+}
+
+/// A deadline breached twice, one warned twice and a due one never breached are each reported.
+#[test]
+fn deadlines_reports_repeated_and_missing_firings() {
+    let commit = |sequence: u64, case: &str, fired: Vec<Fired>| Stored {
+        sequence,
+        case_id: case.to_owned(),
+        key: format!("{TIMER_KEY}x"),
+        version_before: 0,
+        events: 1,
+        fired,
+    };
+    let fired = |breached: bool, clock: pb::Clock, id: &str| Fired {
+        breached,
+        clock: clock as i32,
+        deadline_id: id.to_owned(),
+    };
+    let reply = pb::Clock::HotlineReply;
+    let log = [
+        commit(1, "c1", vec![fired(false, reply, "hotline_reply:1")]),
+        commit(2, "c1", vec![fired(true, reply, "hotline_reply:1")]),
+        commit(3, "c2", vec![fired(true, reply, "hotline_reply:1")]),
+        commit(4, "c2", vec![fired(true, reply, "hotline_reply:1")]),
+        commit(5, "c3", vec![fired(false, pb::Clock::SignFor, "sign_for:2")]),
+        commit(6, "c3", vec![fired(false, pb::Clock::SignFor, "sign_for:2")]),
+    ];
+    let due = ["c1".to_owned(), "c2".to_owned(), "c3".to_owned()];
+    let d = deadlines(&log, &due);
+    assert_eq!((d.warned, d.breached), (3, 3));
+    assert_eq!(d.missing, ["c3"]);
+    let all = d.problems.join("\n");
+    assert_eq!(d.problems.len(), 2, "{all}");
+    assert!(all.contains("hotline_reply:1 of case c2 breached 2 times"), "{all}");
+    assert!(all.contains("sign_for:2 of case c3 warned 2 times"), "{all}");
+    assert!(deadlines(&log[..3], &due[..1]).problems.is_empty());
 }

@@ -13,10 +13,17 @@
 //! | `postgres_cut` | the same between Fengqiao and PostgreSQL |
 //! | `cluster_leader_killed` | SIGKILL of the stream leader of a three-node NATS cluster (R3) |
 //! | `instance_killed` | two `fengqiao serve` instances, clients taking them in turn; `kill -9` of one |
+//! | `hotline_down` | the 12345 hotline answers every callback with 503 |
+//!
+//! `fengqiao serve` runs its timer worker (a scan every 200 ms) and its hotline bridge, which
+//! posts callbacks to a fake hotline of the test (`fengqiao_tests::hotline::FakeHotline`); part
+//! of the workload registers 12345 orders whose reply deadline falls during the scenario.
 //!
 //! After each: every acknowledged command is in the stream exactly once at the sequence and
 //! version its client was told; every retried command converges to one result when sent again;
-//! the read models equal a fresh replay from sequence 0; the service answers its health check.
+//! the read models equal a fresh replay from sequence 0; no deadline warned or breached twice and
+//! every due one breached; every callback delivered, in order per order, each delivery id with one
+//! content; the service answers its health check.
 //! Each test prints one row of the table in `docs/faults.md`.
 //!
 //! This is an integration test of the `fengqiao` package so that cargo builds the `fengqiao`
@@ -35,16 +42,23 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use fengqiao::settings::Settings;
+use fengqiao_tests::hotline::FakeHotline;
 use fengqiao_tests::{create_database, fresh_settings};
 
-use checks::{read_models_match, read_stream, resend, verify};
+use checks::{callbacks, callbacks_settled, deadlines, read_models_match, read_stream, resend, verify};
 use proxy::Proxy;
-use servers::{NatsNode, Postgres, Serve, TempDir, nats_cluster, nats_single, tail, until};
+use servers::{
+    NatsNode, Postgres, Serve, TIMER_INTERVAL, TempDir, nats_cluster, nats_single, tail, until, write_config,
+};
 use workload::{Clients, Tokens, Workload, probe};
 
 /// A command in flight when a fault that stops commands begins waits at least this long: proof
 /// that the fault really stood in the way (half the shortest outage).
 const OUTAGE_FELT: Duration = Duration::from_secs(1);
+
+/// How long after a deadline fell due (and one timer scan) its breach may still be missing: time
+/// for `fengqiao serve`, NATS and PostgreSQL to recover from the fault and the worker to commit.
+const DEADLINE_SLACK: Duration = Duration::from_secs(15);
 
 /// One scenario at a time, also under `cargo test` (which runs a binary's tests in threads).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -106,6 +120,8 @@ enum Fault {
     KillNatsLeader,
     /// `kill -9` of the first of several instances.
     KillInstance,
+    /// The 12345 hotline answers every callback with 503.
+    HotlineDown,
 }
 
 impl Fault {
@@ -121,6 +137,8 @@ impl Fault {
 struct Stage {
     /// The instances of `fengqiao serve`, all on the same stream and database.
     serves: Vec<Serve>,
+    /// The 12345 hotline the bridges post their callbacks to.
+    hotline: FakeHotline,
     nats_proxy: Option<Proxy>,
     pg_proxy: Proxy,
     nats: Vec<NatsNode>,
@@ -155,13 +173,15 @@ impl Stage {
         }
         settings.database_url = format!("postgres://postgres@{}/fengqiao", pg_proxy.addr);
         create_database(&direct).await?;
+        let hotline = FakeHotline::start().await;
+        let config = write_config(&dir.path)?;
         let mut serves = Vec::new();
         for n in 1..=instances {
-            let mut serve = Serve::new(&settings, &dir.path, n)?;
+            let mut serve = Serve::new(&settings, &config, &hotline.url, &dir.path, n)?;
             serve.start()?;
             serves.push(serve);
         }
-        let stage = Self { serves, nats_proxy, pg_proxy, nats, pg, direct, _dir: dir };
+        let stage = Self { serves, hotline, nats_proxy, pg_proxy, nats, pg, direct, _dir: dir };
         stage.wait_serving(Duration::from_secs(30)).await?;
         Ok(stage)
     }
@@ -208,6 +228,7 @@ impl Stage {
             Fault::RestartPostgres => self.pg.crash().await?,
             Fault::CutNats => self.nats_proxy.as_ref().context("no NATS proxy")?.cut(),
             Fault::CutPostgres => self.pg_proxy.cut(),
+            Fault::HotlineDown => self.hotline.set_down(true),
             Fault::KillNatsLeader => {
                 let leader = self.stream_leader().await?;
                 self.nats[leader].kill().await;
@@ -224,6 +245,7 @@ impl Stage {
             Fault::RestartPostgres => self.pg.start()?,
             Fault::CutNats => self.nats_proxy.as_ref().context("no NATS proxy")?.restore(),
             Fault::CutPostgres => self.pg_proxy.restore(),
+            Fault::HotlineDown => self.hotline.set_down(false),
             Fault::KillNatsLeader => {
                 let node = &mut self.nats[node.context("no node was killed")?];
                 node.start()?;
@@ -264,15 +286,24 @@ struct Row {
     reads_back: Duration,
     /// Time for the read models to reach the stream's end once the clients stopped.
     read_models: Duration,
+    /// Deadlines the timer worker warned of and breached; the breaches that were due.
+    warned: usize,
+    breached: usize,
+    due: usize,
+    /// Callbacks the hotline bridge delivered, posted again after a lost answer, had refused
+    /// (the hotline down), and dead-lettered.
+    callbacks: checks::Callbacks,
+    /// Once the due deadlines were breached, until the bridge had posted every callback.
+    callbacks_caught_up: Duration,
 }
 
-const HEADER: &str = "| scenario | acknowledged | acked while broken | slowest command | retried | gave up, converged later | lost | duplicates | writes back in | reads back in | read models caught up in |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+const HEADER: &str = "| scenario | acknowledged | acked while broken | slowest command | retried | gave up, converged later | lost | duplicates | writes back in | reads back in | read models caught up in | deadlines warned / breached (due) | callbacks delivered (resent, refused, dead) | callbacks caught up in |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
 
 impl std::fmt::Display for Row {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "| {} | {} | {} | {:.2} s | {} | {} | {} | {} | {:.2} s | {:.2} s | {:.2} s |",
+            "| {} | {} | {} | {:.2} s | {} | {} | {} | {} | {:.2} s | {:.2} s | {:.2} s | {} / {} ({}) | {} ({}, {}, {}) | {:.2} s |",
             self.scenario,
             self.acked,
             self.acked_while_broken,
@@ -283,7 +314,15 @@ impl std::fmt::Display for Row {
             self.duplicates,
             self.writes_back.as_secs_f64(),
             self.reads_back.as_secs_f64(),
-            self.read_models.as_secs_f64()
+            self.read_models.as_secs_f64(),
+            self.warned,
+            self.breached,
+            self.due,
+            self.callbacks.delivered,
+            self.callbacks.resent,
+            self.callbacks.refused,
+            self.callbacks.dead,
+            self.callbacks_caught_up.as_secs_f64()
         )
     }
 }
@@ -364,7 +403,25 @@ async fn drive(name: &'static str, stage: &mut Stage, fault: Fault, p: &Profile)
     let (records, gave_up, not_converged) = resend(records, &prober, &tokens).await;
     anyhow::ensure!(not_converged.is_empty(), "retried commands that did not converge: {not_converged:#?}");
 
-    let stored = read_stream(&stage.direct.nats_url, &stage.direct.stream).await?;
+    // The deadlines due: the hotline_reply deadlines of the 12345 orders registered to go overdue
+    // (their reply deadline a few seconds after registration; nothing closes them, so nothing
+    // stops the clock). By the last of them plus one timer scan and a recovery's slack, every one
+    // must be breached; the other clocks of the workload run minutes or more and are not due.
+    let (due, last_due) = overdue(&records);
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let wait = Duration::from_millis(u64::try_from(last_due - now_ms).unwrap_or(0)) + TIMER_INTERVAL + DEADLINE_SLACK;
+    let (urls, stream) = (&stage.direct.nats_url, &stage.direct.stream);
+    let all_breached = until(wait, "every due reply deadline breached", || async {
+        read_stream(urls, stream).await.is_ok_and(|s| deadlines(&s, &due).missing.is_empty())
+    })
+    .await;
+    let callbacks_caught_up = callbacks_settled(&stage.direct, Duration::from_secs(60)).await?;
+    let stored = read_stream(urls, stream).await?;
+    let fired = deadlines(&stored, &due);
+    if let Err(e) = all_breached {
+        anyhow::bail!("{e}: {} of {} due not breached: {:?}", fired.missing.len(), due.len(), fired.missing);
+    }
+    let callbacks = callbacks(&stage.direct.database_url, &stage.hotline.received()).await?;
     let verdict = verify(&records, &stored);
     let last = stored.last().map_or(0, |s| s.sequence);
     let replay_url = stage.pg.url("replay");
@@ -381,8 +438,21 @@ async fn drive(name: &'static str, stage: &mut Stage, fault: Fault, p: &Profile)
         writes_back,
         reads_back,
         read_models,
+        warned: fired.warned,
+        breached: fired.breached,
+        due: due.len(),
+        callbacks,
+        callbacks_caught_up,
     };
     println!("{HEADER}\n{row}");
+    anyhow::ensure!(fired.problems.is_empty(), "{row}\ndeadlines fired more than once: {:#?}", fired.problems);
+    anyhow::ensure!(
+        row.callbacks.problems.is_empty(),
+        "{row}\nthe hotline's callbacks disagree with the outbox: {:#?}",
+        row.callbacks.problems
+    );
+    // The bridge's retries (servers::write_config) outlast every outage of the suite.
+    anyhow::ensure!(row.callbacks.dead == 0, "{row}\ncallbacks dead-lettered");
     anyhow::ensure!(
         verdict.problems.is_empty(),
         "{row}\nthe stream disagrees with the clients: {:#?}",
@@ -390,6 +460,22 @@ async fn drive(name: &'static str, stage: &mut Stage, fault: Fault, p: &Profile)
     );
     anyhow::ensure!(verdict.lost == 0 && verdict.duplicates == 0, "{row}");
     Ok(row)
+}
+
+/// The 12345 orders the clients registered with a reply deadline (the overdue ones), and the
+/// latest of those deadlines (Unix ms).
+fn overdue(records: &[workload::Sent]) -> (Vec<String>, i64) {
+    let mut last = 0;
+    let mut cases = Vec::new();
+    for r in records {
+        if let (workload::Command::Register { request, .. }, Some(ack)) = (&r.command, r.acked())
+            && request.reply_deadline_unix_ms > 0
+        {
+            last = last.max(request.reply_deadline_unix_ms);
+            cases.push(ack.case_id.clone());
+        }
+    }
+    (cases, last)
 }
 
 /// Runs one scenario under the lock and fails the test on any finding.
@@ -441,4 +527,11 @@ async fn cluster_leader_killed() {
 async fn instance_killed() {
     let row = run("instance_killed", Topology::Single, 2, Fault::KillInstance).await;
     assert!(row.acked_while_broken > 0, "the other instance must go on acknowledging: {row}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hotline_down() {
+    let row = run("hotline_down", Topology::Single, 1, Fault::HotlineDown).await;
+    assert!(row.callbacks.refused > 0, "callbacks must have been posted while the hotline was down: {row}");
+    assert!(row.callbacks.delivered > 0, "{row}");
 }

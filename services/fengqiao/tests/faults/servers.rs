@@ -466,6 +466,28 @@ impl Drop for Postgres {
     }
 }
 
+/// How often the timer worker of `fengqiao serve` scans for due deadlines in the scenarios.
+pub const TIMER_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Writes the settings file every `fengqiao serve` of a scenario reads (`FENGQIAO_CONFIG`;
+/// the environment overrides it): the hotline bridge signs its callbacks with the key the fake
+/// hotline verifies, and retries them quickly — 100 ms doubling to 1 s, 40 attempts, about 35 s
+/// in all, far longer than any outage of the suite, so a callback is never dead-lettered by one.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_config(dir: &Path) -> anyhow::Result<PathBuf> {
+    let key = fengqiao_tests::hotline::outbound_key();
+    let text = format!(
+        "[hotline]\noutbound_key = {{ kid = \"{}\", secret = \"{}\" }}\nbackoff_base_ms = 100\n\
+         backoff_max_ms = 1000\nmax_attempts = 40\npoll_ms = 50\nrequest_timeout_ms = 2000\n",
+        key.kid, key.secret
+    );
+    let path = dir.join("fengqiao.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
 /// `fengqiao serve` as a child process on a fixed loopback port, restartable on that port.
 #[derive(Debug)]
 pub struct Serve {
@@ -476,18 +498,24 @@ pub struct Serve {
 }
 
 impl Serve {
-    /// Instance `n` for `settings` (its gRPC and hotline addresses are free ports), logging to
+    /// Instance `n` for `settings` (its gRPC address and its hotline bridge's are replaced by free
+    /// ports), with the settings file `config` (see [`write_config`]), the timer worker scanning
+    /// every [`TIMER_INTERVAL`] and the bridge posting its callbacks to `callback_url`, logging to
     /// `dir/fengqiao-<n>.log`. Not started.
     ///
     /// # Errors
     /// No free port.
-    pub fn new(settings: &Settings, dir: &Path, n: usize) -> anyhow::Result<Self> {
+    pub fn new(settings: &Settings, config: &Path, callback_url: &str, dir: &Path, n: usize) -> anyhow::Result<Self> {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let hotline = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let bridge = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let envs = vec![
+            ("FENGQIAO_CONFIG".to_owned(), config.display().to_string()),
+            ("FENGQIAO_TIMERS".to_owned(), "true".to_owned()),
+            ("FENGQIAO_TIMER_INTERVAL_MS".to_owned(), TIMER_INTERVAL.as_millis().to_string()),
             ("FENGQIAO_GRPC_ADDR".to_owned(), addr.to_string()),
             // Each instance's hotline bridge on a port of its own, like its gRPC listener.
-            ("FENGQIAO_HOTLINE_ADDR".to_owned(), hotline.to_string()),
+            ("FENGQIAO_HOTLINE_ADDR".to_owned(), bridge.to_string()),
+            ("FENGQIAO_HOTLINE_CALLBACK_URL".to_owned(), callback_url.to_owned()),
             ("FENGQIAO_NATS_URL".to_owned(), settings.nats_url.clone()),
             ("FENGQIAO_DATABASE_URL".to_owned(), settings.database_url.clone()),
             ("FENGQIAO_STREAM".to_owned(), settings.stream.clone()),

@@ -348,7 +348,14 @@ enum Life {
     /// Mediation fails, the case is referred to a court, which accepts and concludes it; closed
     /// as transferred.
     Referred,
+    /// A 12345 order whose reply deadline falls [`REPLY_IN`] after its registration, dispatched
+    /// and signed for, then left open: the timer worker must breach its `hotline_reply` deadline
+    /// during the scenario, once.
+    Overdue,
 }
+
+/// How far ahead of its registration an [`Life::Overdue`] order's reply deadline lies.
+pub const REPLY_IN: Duration = Duration::from_secs(3);
 
 /// The steps of `life` for case `case_id`, each with its idempotency key `{prefix}-{step}`.
 fn steps(life: Life, prefix: &str, case_id: &str) -> Vec<Command> {
@@ -419,6 +426,7 @@ fn steps(life: Life, prefix: &str, case_id: &str) -> Vec<Command> {
     });
     let mut all = vec![dispatch, accept];
     match life {
+        Life::Overdue => {}
         Life::Settled => {
             all.extend(mediate);
             all.extend([settle, close("close", pb::ClosureOutcome::Resolved)]);
@@ -472,6 +480,12 @@ fn registration(life: Life, prefix: &str) -> Command {
         Life::Reopened => {
             let mut request = hotline_order(&format!("GD-{prefix}"));
             request.meta = meta(&format!("{prefix}-register"));
+            Command::Register { hotline: true, request }
+        }
+        Life::Overdue => {
+            let mut request = hotline_order(&format!("GD-{prefix}"));
+            request.meta = meta(&format!("{prefix}-register"));
+            request.reply_deadline_unix_ms = jiff::Timestamp::now().as_millisecond() + REPLY_IN.as_millis() as i64;
             Command::Register { hotline: true, request }
         }
         Life::Settled | Life::Referred => {
@@ -548,7 +562,13 @@ impl Workload {
                 let stopping = || stop.load(Ordering::SeqCst) || ledger.acked() >= max_acks;
                 let mut n = 0usize;
                 while !stopping() {
-                    let life = [Life::Settled, Life::Reopened, Life::Referred][(client + n) % 3];
+                    // The first client registers overdue orders one after another; the others
+                    // take cases through the three whole lives in turn.
+                    let life = if client == 0 {
+                        Life::Overdue
+                    } else {
+                        [Life::Settled, Life::Reopened, Life::Referred][(client + n) % 3]
+                    };
                     let prefix = format!("{run}-c{client}-{n}");
                     n += 1;
                     let Some(registered) = execute(&ledger, &c, &tokens, registration(life, &prefix)).await else {
@@ -563,6 +583,12 @@ impl Workload {
                             Some(ack) => last = ack,
                             None => break,
                         }
+                    }
+                    // An overdue order is not read back: the timer worker writes to it too, and
+                    // this client goes on writing while reads wait for PostgreSQL (the scenarios
+                    // that break it show commands do not need it).
+                    if matches!(life, Life::Overdue) {
+                        continue;
                     }
                     if let Err(p) = read_back(&c, &tokens, &last).await {
                         ledger.problem(p);
