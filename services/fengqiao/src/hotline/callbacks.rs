@@ -41,6 +41,12 @@ use super::signature;
 const DELIVERY_NAMESPACE: Uuid = Uuid::from_u128(0x3b0e_55d2_8c41_4f0a_9e6d_12a7_c4f8_0d19);
 /// How long a commit that came before its predecessor waits before the server offers it again.
 const GAP_DELAY: Duration = Duration::from_millis(500);
+
+/// How long the JetStream server waits for a delivered commit's acknowledgement before offering
+/// it again. A session that ends (its process killed, NATS or PostgreSQL lost) leaves the commits
+/// it was handed unacknowledged, and the orders they belong to wait this long; applying one commit
+/// is one short transaction, and a commit offered twice is skipped the second time.
+const ACK_WAIT: Duration = Duration::from_secs(5);
 /// Orders whose head callbacks one delivery round looks at.
 const ROUND: i64 = 256;
 /// Most characters of a hotline's error answer kept as the reason.
@@ -161,7 +167,7 @@ async fn session(shared: &Bridged, store: &EventStore, channels: &mut Channels) 
                 ack_policy: AckPolicy::Explicit,
                 deliver_policy: DeliverPolicy::All,
                 filter_subject: format!("{}.case.>", config.subject_prefix),
-                ack_wait: Duration::from_secs(30),
+                ack_wait: ACK_WAIT,
                 ..Default::default()
             },
         )
